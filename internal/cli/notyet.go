@@ -1,0 +1,40 @@
+package cli
+
+import (
+	"errors"
+
+	"github.com/spf13/cobra"
+)
+
+// errNotYet answers commands that are planned but not built.
+var errNotYet = errors.New("not yet available in this version")
+
+func notYet(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:                use,
+		Short:              short + " (not yet available)",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return Exit(ExitUsage, errors.New(cmd.Name()+": "+errNotYet.Error()))
+		},
+	}
+}
+
+func newHuntCmd(env *Env) *cobra.Command {
+	return notYet("hunt [URL...]", "Find the capacity and the principal bottleneck")
+}
+func newCompareCmd(env *Env) *cobra.Command {
+	return notYet("compare RUN_A RUN_B", "Compare two runs with statistics")
+}
+func newReportCmd(env *Env) *cobra.Command {
+	return notYet("report RUN_DIR", "Render a run's report again")
+}
+func newAnalyzeCmd(env *Env) *cobra.Command {
+	return notYet("analyze logs|traces|profile|postgres", "Diagnose from offline evidence")
+}
+func newDemoCmd(env *Env) *cobra.Command {
+	return notYet("demo", "Hunt a bundled sample service")
+}
+func newLoadCmd(env *Env) *cobra.Command {
+	return notYet("load [URL...]", "Offer load at a rate (or concurrency) and record latency")
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs and a fresh machine may lack:
+# PostgreSQL 15 server binaries (with pg_stat_statements), nginx, Chromium,
+# and the Go modules. Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+need=()
+pg_bin=""
+for d in /usr/lib/postgresql/*/bin; do
+  [ -x "$d/initdb" ] && pg_bin="$d"
+done
+command -v initdb >/dev/null 2>&1 || [ -n "$pg_bin" ] || need+=(postgresql postgresql-contrib)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing ${need[*]}; run as root or install them yourself" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # The packaged nginx and postgresql services are not wanted: tests start their own.
+  (service nginx stop || true) >/dev/null 2>&1
+  (service postgresql stop || true) >/dev/null 2>&1
+fi
+
+go mod download
