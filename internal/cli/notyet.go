@@ -20,9 +20,6 @@ func notYet(use, short string) *cobra.Command {
 	}
 }
 
-func newHuntCmd(env *Env) *cobra.Command {
-	return notYet("hunt [URL...]", "Find the capacity and the principal bottleneck")
-}
 func newCompareCmd(env *Env) *cobra.Command {
 	return notYet("compare RUN_A RUN_B", "Compare two runs with statistics")
 }
@@ -34,7 +31,4 @@ func newAnalyzeCmd(env *Env) *cobra.Command {
 }
 func newDemoCmd(env *Env) *cobra.Command {
 	return notYet("demo", "Hunt a bundled sample service")
-}
-func newLoadCmd(env *Env) *cobra.Command {
-	return notYet("load [URL...]", "Offer load at a rate (or concurrency) and record latency")
 }
