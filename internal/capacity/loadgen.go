@@ -1,0 +1,104 @@
+package capacity
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Thresholds of the generator's honesty check. docs/capacity.md explains them.
+const (
+	// loadgenCPUShare: a generator using 90% of the CPU it may use has no
+	// headroom left to keep its schedule; Go's scheduler latency rises
+	// steeply past that point.
+	loadgenCPUShare = 0.9
+	// loadgenLagP99: a p99 schedule lag above 10 ms (issue 5 brief) means
+	// sends leave visibly later than intended: the offered rate is not the
+	// one asked for.
+	loadgenLagP99 = 10 * time.Millisecond
+	// loadgenDroppedShare: dropping more than 1% of arrivals (the in-flight
+	// bound reached) changes the offered rate by more than the p99 objective's
+	// own tail: the step did not offer what it says.
+	loadgenDroppedShare = 0.01
+	// loadgenLateShare: a few late sends are GC or scheduler noise; more than
+	// one in ten (CONTRACT.md §3: late = > 1 ms after intended) means the
+	// generator is not keeping its schedule.
+	loadgenLateShare = 0.1
+	// loadgenLagOfP99: in a step that breached the objective the breach is
+	// still the target's unless the generator's lag explains a large part of
+	// the measured p99 (latency is measured from the intended send time, so
+	// lag adds to it): half.
+	loadgenLagOfP99 = 0.5
+	// loadgenLagMinRequests: below this many requests a step's lag p99 is
+	// its one or two worst sends — a scheduler hiccup on a busy machine, not
+	// a generator out of breath. The late share still applies.
+	loadgenLagMinRequests = 200
+)
+
+// loadgenSignal says why the generator, not the target, limited step r, or
+// "" when it did not. In a step that breached the objective only lag large
+// enough to explain the breach counts: drops and CPU then say the target
+// was slow, not the generator.
+func loadgenSignal(r StepResult, breached bool) string {
+	if breached {
+		if r.LagP99 > loadgenLagP99 && r.Requests >= loadgenLagMinRequests && float64(r.LagP99) >= loadgenLagOfP99*float64(r.P99) {
+			return fmt.Sprintf("generator schedule lag p99 %v is %.0f%% of the measured p99 %v", r.LagP99, 100*float64(r.LagP99)/float64(r.P99), r.P99)
+		}
+		return ""
+	}
+	if r.LoadgenCPULimit > 0 && r.LoadgenCPU >= loadgenCPUShare*r.LoadgenCPULimit {
+		return fmt.Sprintf("generator CPU %.2f of %.2f cores (at least %g%%)", r.LoadgenCPU, r.LoadgenCPULimit, 100*loadgenCPUShare)
+	}
+	if r.LagP99 > loadgenLagP99 && r.Requests >= loadgenLagMinRequests {
+		return fmt.Sprintf("generator schedule lag p99 %v above %v", r.LagP99, loadgenLagP99)
+	}
+	intended := float64(r.Requests + r.Dropped)
+	if intended > 0 && float64(r.Dropped) > loadgenDroppedShare*intended {
+		return fmt.Sprintf("generator dropped %d of %.0f arrivals (%.2g%%, limit %g%%): its in-flight bound was reached", r.Dropped, intended, 100*float64(r.Dropped)/intended, 100*loadgenDroppedShare)
+	}
+	if r.Requests > 0 && float64(r.Late) > loadgenLateShare*float64(r.Requests) {
+		return fmt.Sprintf("generator sent %d of %d requests late (%.2g%%, limit %g%%)", r.Late, r.Requests, 100*float64(r.Late)/float64(r.Requests), 100*loadgenLateShare)
+	}
+	return ""
+}
+
+// LoadgenSaturated reports whether the generator itself limited any
+// measured step (probe or refine), and why, naming the first such step. The
+// hunt then reports loadgen.saturated and max_rps null (CONTRACT.md §4).
+// Steps are re-examined from their results, so a hunt may call it on steps
+// it recorded itself.
+func LoadgenSaturated(steps []StepRecord) (bool, string) {
+	for _, st := range steps {
+		if !st.Plan.Phase.Measured() {
+			continue
+		}
+		breached := st.Verdict == VerdictBreach
+		if why := loadgenSignal(st.Result, breached); why != "" {
+			return true, fmt.Sprintf("step %d at %.4g req/s: %s", st.Plan.Index, offered(st), why)
+		}
+	}
+	return false, ""
+}
+
+// LoadgenCPUAt returns the generator's CPU (cores) in the measured step whose
+// offered rate is closest to rps, e.g. the knee, for "what share of the
+// machine the generator used"; false when no step measured it.
+func LoadgenCPUAt(steps []StepRecord, rps float64) (float64, bool) {
+	best, found, dist := 0.0, false, math.Inf(1)
+	for _, st := range steps {
+		if !st.Plan.Phase.Measured() || st.Result.LoadgenCPU <= 0 {
+			continue
+		}
+		if d := math.Abs(offered(st) - rps); d < dist {
+			best, found, dist = st.Result.LoadgenCPU, true, d
+		}
+	}
+	return best, found
+}
+
+func offered(st StepRecord) float64 {
+	if st.Result.OfferedRPS > 0 {
+		return st.Result.OfferedRPS
+	}
+	return st.Plan.RPS
+}
