@@ -136,23 +136,24 @@ func runHunt(ctx context.Context, env *Env, cmd *cobra.Command, f *huntFlags, ar
 	}
 
 	logger := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	probes, notes := hunt.BuildProbes(ctx, popts, logger)
-	for _, n := range notes {
+	built := hunt.BuildProbes(ctx, popts, logger)
+	for _, n := range built.Notes {
 		if n.Status != "ok" && env.Interactive {
 			fmt.Fprintf(env.Stderr, "chokepoint: %s: %s\n", n.Source, n.Detail)
 		}
 	}
 	prog := &huntProgress{env: env, limit: f.maxDuration}
 	rep, err := hunt.Run(ctx, hunt.Config{
-		Load:     load.Config{Source: src, MaxInflight: f.maxInflight, Timeout: f.timeout},
-		Search:   search,
-		URLs:     targetNames(src, args, f.file),
-		PID:      hunt.TargetPID(probes),
-		Probes:   probes,
-		Notes:    notes,
-		Dir:      dir,
-		Logger:   logger,
-		Progress: prog.show,
+		Load:      load.Config{Source: src, MaxInflight: f.maxInflight, Timeout: f.timeout},
+		Search:    search,
+		URLs:      targetNames(src, args, f.file),
+		PID:       built.PID,
+		Probes:    built.Probes,
+		Notes:     built.Notes,
+		Discovery: built.Discovery,
+		Dir:       dir,
+		Logger:    logger,
+		Progress:  prog.show,
 	})
 	prog.done()
 	interrupted := ctx.Err() != nil

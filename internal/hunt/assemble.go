@@ -110,6 +110,9 @@ func (h *hunter) assemble(status string) *report.Report {
 	default:
 		c.LimitedBy = report.LimitedNotReached
 	}
+	if h.cfg.Discovery != "" {
+		rep.Notes = append(rep.Notes, "discovery: "+h.cfg.Discovery)
+	}
 	rep.Notes = append(rep.Notes, res.Notes...)
 	if h.total != nil {
 		rep.Endpoints = endpoints(h.total)

@@ -21,30 +21,32 @@ import (
 
 // Config is one hunt. Zero values mean defaults.
 type Config struct {
-	Load   load.Config            // the engine (Source is required)
-	Search capacity.SearchConfig  // objective, bounds, step lengths
-	URLs   []string               // for the report
-	PID    int                    // the target's process, when known
-	Probes []probe.Probe          // evidence sources, already built
-	Notes  []report.Coverage      // coverage decided before the hunt (discovery)
-	Dir    *run.Dir               // where everything is written
-	Cores  int                    // the machine's CPUs (0: runtime.NumCPU)
-	Logger *slog.Logger           // nil: discard
+	Load   load.Config           // the engine (Source is required)
+	Search capacity.SearchConfig // objective, bounds, step lengths
+	URLs   []string              // for the report
+	PID    int                   // the target's process, when known
+	Probes []probe.Probe         // evidence sources, already built
+	Notes  []report.Coverage     // coverage decided before the hunt (discovery)
+	// Discovery is one line saying what discovery found (report notes).
+	Discovery string
+	Dir       *run.Dir     // where everything is written
+	Cores     int          // the machine's CPUs (0: runtime.NumCPU)
+	Logger    *slog.Logger // nil: discard
 	// Progress, when set, is called after every window (from one goroutine).
 	Progress func(Progress)
 }
 
 // Progress is the live view of a hunt.
 type Progress struct {
-	Step       int
-	Phase      capacity.Phase
+	Step        int
+	Phase       capacity.Phase
 	OfferedRPS  float64
 	AchievedRPS float64
 	P99         time.Duration
 	ErrorRate   float64
 	SLOP99      time.Duration
-	Elapsed    time.Duration
-	Probes     []string // sources collecting
+	Elapsed     time.Duration
+	Probes      []string // sources collecting
 }
 
 // ErrUnreachable means not one request reached the target.

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"net"
+	"strconv"
 
 	"github.com/chokepoint/chokepoint/internal/evidence"
 	"github.com/chokepoint/chokepoint/internal/probe"
+	"github.com/chokepoint/chokepoint/internal/probe/discover"
 	"github.com/chokepoint/chokepoint/internal/probe/otlp"
 	"github.com/chokepoint/chokepoint/internal/probe/postgres"
 	"github.com/chokepoint/chokepoint/internal/probe/pprof"
@@ -33,22 +33,16 @@ type ProbeOptions struct {
 
 // found is what discovery decided for a hunt.
 type found struct {
-	pid                 int
-	pidHow              string
-	pprofURL, pprofHow  string
-	metricsURL, metHow  string
-	postgres, otlpHTTP  string
-	otlpGRPC            string
-	local               bool
+	pid                int
+	pidHow             string
+	pprofURL, pprofHow string
+	metricsURL, metHow string
+	otlpHTTP, otlpGRPC string
+	summary            string // what discovery found, for coverage
 }
 
 func discoverAll(ctx context.Context, o ProbeOptions) found {
 	f := found{pid: o.PID, pprofURL: o.PprofURL, metricsURL: o.MetricsURL}
-	var origin string
-	if len(o.URLs) > 0 {
-		origin = o.URLs[0]
-	}
-	f.local = origin != "" && isLocal(origin)
 	if f.pid != 0 {
 		f.pidHow = "given by --pid"
 	}
@@ -58,16 +52,23 @@ func discoverAll(ctx context.Context, o ProbeOptions) found {
 	if f.metricsURL != "" {
 		f.metHow = "given by --metrics"
 	}
-	if f.local {
-		d := discoverLocal(ctx, origin)
-		if f.pid == 0 && d.pid != 0 {
-			f.pid, f.pidHow = d.pid, d.pidHow
-		}
-		if f.pprofURL == "" && d.pprofURL != "" {
-			f.pprofURL, f.pprofHow = d.pprofURL, "found at "+d.pprofURL
-		}
-		if f.metricsURL == "" && d.metricsURL != "" {
-			f.metricsURL, f.metHow = d.metricsURL, "found at "+d.metricsURL
+	if len(o.URLs) > 0 {
+		// Only the first origin is examined: the target is one service.
+		d, err := discover.Discover(ctx, o.URLs[0], discover.Options{})
+		if err == nil && d.Local {
+			f.summary = d.Summary()
+			if f.pid == 0 && d.PID != 0 {
+				f.pid, f.pidHow = d.PID, "found listening on port "+strconv.Itoa(d.Port)
+				if len(d.Processes) > 0 {
+					f.pidHow += " (" + d.Processes[0].Name + ")"
+				}
+			}
+			if f.pprofURL == "" && d.PprofURL != "" {
+				f.pprofURL, f.pprofHow = d.PprofURL, "found at "+d.PprofURL
+			}
+			if f.metricsURL == "" && d.MetricsURL != "" {
+				f.metricsURL, f.metHow = d.MetricsURL, "found at "+d.MetricsURL
+			}
 		}
 	}
 	f.otlpHTTP = o.OTLPHTTP
@@ -103,10 +104,18 @@ func PlanProbes(ctx context.Context, o ProbeOptions) []report.Coverage {
 	return out
 }
 
+// Built is what BuildProbes made.
+type Built struct {
+	Probes    []probe.Probe
+	Notes     []report.Coverage // sources that cannot be used, and how to enable them
+	PID       int               // the target's process, 0 when unknown
+	Discovery string            // what discovery found, one line
+}
+
 // BuildProbes discovers and builds the probes of a hunt. Sources that cannot
 // be used come back as coverage notes saying how to enable them; the load
 // generator's own process is always watched.
-func BuildProbes(ctx context.Context, o ProbeOptions, logger *slog.Logger) ([]probe.Probe, []report.Coverage) {
+func BuildProbes(ctx context.Context, o ProbeOptions, logger *slog.Logger) Built {
 	var probes []probe.Probe
 	var notes []report.Coverage
 	note := func(src, status, detail string) {
@@ -116,7 +125,7 @@ func BuildProbes(ctx context.Context, o ProbeOptions, logger *slog.Logger) ([]pr
 		for _, s := range []string{"proc", "pprof", "metrics", "postgres", "otlp"} {
 			note(s, probe.StatusUnavailable, "disabled by --no-probes")
 		}
-		return probes, notes
+		return Built{Probes: probes, Notes: notes}
 	}
 	f := discoverAll(ctx, o)
 
@@ -185,27 +194,5 @@ func BuildProbes(ctx context.Context, o ProbeOptions, logger *slog.Logger) ([]pr
 			note("otlp", probe.StatusError, err.Error())
 		}
 	}
-	return probes, notes
-}
-
-// TargetPID returns the target process watched by the probes, or 0.
-func TargetPID(probes []probe.Probe) int {
-	for _, p := range probes {
-		if pp, ok := p.(interface{ TargetPID() int }); ok {
-			return pp.TargetPID()
-		}
-	}
-	return 0
-}
-
-func isLocal(origin string) bool {
-	u, err := url.Parse(origin)
-	if err != nil {
-		return false
-	}
-	if u.Hostname() == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(u.Hostname())
-	return ip != nil && ip.IsLoopback()
+	return Built{Probes: probes, Notes: notes, PID: f.pid, Discovery: f.summary}
 }
