@@ -176,10 +176,10 @@ func BuildProbes(ctx context.Context, o ProbeOptions, logger *slog.Logger) Built
 	} else {
 		cfg := otlp.Config{HTTPAddr: f.otlpHTTP, GRPCAddr: f.otlpGRPC, Logger: logger}
 		if cfg.HTTPAddr == "off" {
-			cfg.HTTPAddr = ""
+			cfg.HTTPAddr, cfg.DisableHTTP = "", true
 		}
 		if cfg.GRPCAddr == "off" {
-			cfg.GRPCAddr = ""
+			cfg.GRPCAddr, cfg.DisableGRPC = "", true
 		}
 		r, err := otlp.New(cfg)
 		if err == nil {
