@@ -73,6 +73,7 @@ func TestZooAccuracy(t *testing.T) {
 }
 
 func checkMode(t *testing.T, m zoo.Mode) {
+	machineLock(t)
 	var pg string
 	if m.NeedsDB {
 		pg = zooDSN(t)

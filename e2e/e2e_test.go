@@ -172,3 +172,22 @@ func locusMatches(truth, got report.Locus) (bool, string) {
 	}
 	return len(bad) == 0, strings.Join(bad, "; ")
 }
+
+// machineLock serialises end-to-end hunts across test processes on this
+// machine (flock on a file in the temp dir): two hunts at once would measure
+// each other. It is released when the test ends.
+func machineLock(t *testing.T) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "chokepoint-e2e.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("machine lock: %v", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("machine lock: %v", err)
+	}
+	t.Cleanup(func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	})
+}

@@ -7,11 +7,14 @@ import (
 	"github.com/chokepoint/chokepoint/internal/report"
 )
 
-// Rules returns every rule, in the order they run.
+// Rules returns every rule, in the order they run. Each family of rules
+// registers in its own file (rules_process.go, rules_db.go, rules_trace.go).
 func Rules() []Rule {
-	return []Rule{
-		cpuHotPath{},
-	}
+	var rules []Rule
+	rules = append(rules, processRules()...)
+	rules = append(rules, dbRules()...)
+	rules = append(rules, traceRules()...)
+	return rules
 }
 
 // capacityBase is the throughput a gain estimate starts from: the highest

@@ -1,0 +1,8 @@
+package diagnose
+
+// processRules read the process, the Go runtime and client-side evidence.
+func processRules() []Rule {
+	return []Rule{
+		cpuHotPath{},
+	}
+}

@@ -1,0 +1,6 @@
+package diagnose
+
+// traceRules read OpenTelemetry spans.
+func traceRules() []Rule {
+	return []Rule{}
+}
