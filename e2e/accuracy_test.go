@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/chokepoint/chokepoint/examples/zoo"
+	"github.com/chokepoint/chokepoint/internal/lowport"
 	"github.com/chokepoint/chokepoint/internal/report"
 )
 
@@ -78,12 +79,17 @@ func checkMode(t *testing.T, m zoo.Mode) {
 	if m.NeedsDB {
 		pg = zooDSN(t)
 	}
-	p := startZoo(t, m.Name, false, "")
+	// Traces go to the hunt's own OTLP receiver on a free low port.
+	otlpAddr, err := lowport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startZoo(t, m.Name, false, "http://"+otlpAddr)
 	urls := make([]string, len(m.Paths))
 	for i, path := range m.Paths {
 		urls[i] = p.URL() + path
 	}
-	rep := hunt(t, urls, huntOpts{postgres: pg})
+	rep := hunt(t, urls, huntOpts{postgres: pg, otlp: otlpAddr})
 	r := row{mode: m.Name, expected: m.Name, before: rateText(rep.Capacity.MaxRPS)}
 	if len(rep.Findings) > 0 {
 		r.got = rep.Findings[0].Kind
@@ -126,12 +132,12 @@ func checkMode(t *testing.T, m zoo.Mode) {
 	} else if rep.Capacity.MaxRPS != nil {
 		limit = 2 * *rep.Capacity.MaxRPS
 	}
-	fp := startZoo(t, m.Name, true, "")
+	fp := startZoo(t, m.Name, true, "http://"+otlpAddr)
 	furls := make([]string, len(m.Paths))
 	for i, path := range m.Paths {
 		furls[i] = fp.URL() + path
 	}
-	fixed := hunt(t, furls, huntOpts{postgres: pg, maxRate: limit})
+	fixed := hunt(t, furls, huntOpts{postgres: pg, maxRate: limit, otlp: otlpAddr})
 	r.after = rateText(fixed.Capacity.MaxRPS)
 	for _, f := range fixed.Findings {
 		if f.Kind == m.Name && (f.Severity == report.SeverityCritical || f.Severity == report.SeverityMajor) {

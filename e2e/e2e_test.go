@@ -105,6 +105,7 @@ type huntOpts struct {
 	maxRate     float64
 	maxDuration time.Duration
 	postgres    string
+	otlp        string // the OTLP/HTTP receiver's address, "" = off
 	extra       []string
 }
 
@@ -116,13 +117,21 @@ const limitTolerance = 0.25
 func hunt(t *testing.T, urls []string, o huntOpts) *report.Report {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "run")
+	if keep := os.Getenv("CHOKEPOINT_E2E_KEEP"); keep != "" {
+		// Keep run directories for inspection and for recording rule cases.
+		out = filepath.Join(keep, strings.ReplaceAll(t.Name(), "/", "_")+"-"+time.Now().Format("150405"))
+	}
 	args := append([]string{"hunt"}, urls...)
 	if o.maxDuration == 0 {
 		o.maxDuration = 40 * time.Second
 	}
+	otlpHTTP := "off"
+	if o.otlp != "" {
+		otlpHTTP = o.otlp
+	}
 	args = append(args, "--out", out, "--format", "json",
 		"--max-duration", o.maxDuration.String(), "--min-step", "2s", "--max-step", "4s",
-		"--otlp-listen", "off", "--otlp-grpc-listen", "off")
+		"--otlp-listen", otlpHTTP, "--otlp-grpc-listen", "off")
 	if o.maxRate > 0 {
 		args = append(args, "--max-rate", fmt.Sprint(o.maxRate))
 	}
