@@ -12,6 +12,13 @@ done
 command -v initdb >/dev/null 2>&1 || [ -n "$pg_bin" ] || need+=(postgresql postgresql-contrib)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# hypopg lets the postgres probe ask the planner about a hypothetical index
+# (its tests install it into their own throwaway cluster).
+pg_major=""
+if [ -n "$pg_bin" ]; then pg_major=$(basename "$(dirname "$pg_bin")"); fi
+if [ -n "$pg_major" ] && ! ls /usr/share/postgresql/"$pg_major"/extension/hypopg.control >/dev/null 2>&1; then
+  need+=("postgresql-$pg_major-hypopg")
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
