@@ -116,6 +116,10 @@ type StepResult struct {
 	LoadgenCPU      float64       // cores the generator used (mean over the step)
 	LoadgenCPULimit float64       // cores it may use (GOMAXPROCS or cgroup quota); 0 unknown
 	LagP99          time.Duration // 99th percentile of schedule lag (actual - intended send)
+	// ServiceP99 is the 99th percentile of service time (actual send to
+	// response): what the target took, without the generator's lag. 0 when
+	// not measured.
+	ServiceP99 time.Duration
 }
 
 // ErrorRate is Errors/Requests (0 without requests).

@@ -8,10 +8,11 @@ import (
 )
 
 // Rules returns every rule, in the order they run. Each family of rules
-// registers in its own file (rules_process.go, rules_db.go, rules_trace.go).
+// registers in its own file (rules_process.go, rules_client.go, rules_db.go, rules_trace.go).
 func Rules() []Rule {
 	var rules []Rule
 	rules = append(rules, processRules()...)
+	rules = append(rules, clientRules()...)
 	rules = append(rules, dbRules()...)
 	rules = append(rules, traceRules()...)
 	return rules

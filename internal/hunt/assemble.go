@@ -64,6 +64,9 @@ func stepResult(r *load.Result) capacity.StepResult {
 		sr.Max = usec(h.Max())
 		sr.MeanLatency = time.Duration(h.Mean() * float64(time.Microsecond))
 	}
+	if h := t.Service; h != nil && h.TotalCount() > 0 {
+		sr.ServiceP99 = usec(h.ValueAtQuantile(99))
+	}
 	return sr
 }
 

@@ -1,0 +1,7 @@
+package diagnose
+
+// clientRules read client-side evidence (latency, errors, bytes) with the
+// process and machine.
+func clientRules() []Rule {
+	return []Rule{}
+}
