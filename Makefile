@@ -2,13 +2,13 @@
 # check CI runs. See README.md.
 GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
-# Packages with concurrency worth the race detector (the end-to-end hunts
-# run without it: it slows the generator).
-RACE_PKGS ?= ./internal/...
+# Packages with concurrency worth the race detector. The end-to-end hunts
+# (./e2e) run without it: it slows the generator.
+RACE_PKGS ?= ./internal/... ./schemas/...
 
-.PHONY: test deps lint unit e2e bench demo build
+.PHONY: test deps lint unit e2e build demo
 
-test: deps lint unit
+test: deps lint unit e2e
 
 deps:
 	./scripts/install-deps.sh
@@ -22,6 +22,10 @@ lint:
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
 	$(GO) test -count=1 -timeout 20m ./cmd/... ./examples/...
+
+# End-to-end hunts of the zoo, with short steps; -v prints the accuracy table.
+e2e:
+	$(GO) test -count=1 -timeout 25m -v ./e2e/...
 
 build:
 	$(GO) build -o bin/chokepoint ./cmd/chokepoint

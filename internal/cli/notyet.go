@@ -20,15 +20,6 @@ func notYet(use, short string) *cobra.Command {
 	}
 }
 
-func newCompareCmd(env *Env) *cobra.Command {
-	return notYet("compare RUN_A RUN_B", "Compare two runs with statistics")
-}
-func newReportCmd(env *Env) *cobra.Command {
-	return notYet("report RUN_DIR", "Render a run's report again")
-}
 func newAnalyzeCmd(env *Env) *cobra.Command {
 	return notYet("analyze logs|traces|profile|postgres", "Diagnose from offline evidence")
-}
-func newDemoCmd(env *Env) *cobra.Command {
-	return notYet("demo", "Hunt a bundled sample service")
 }
