@@ -20,6 +20,11 @@ var diagnosed = map[string]bool{
 	zoo.CPUHotPath: true,
 }
 
+// healthyMaxRate is the --max-rate of the healthy zoo's hunt: well below
+// what one 2-core machine serves with the generator on it (~7,000 req/s
+// measured), so that "none-found" is the right answer.
+const healthyMaxRate = 1000
+
 type row struct {
 	mode, expected, got, locus string
 	before, after             string
@@ -89,7 +94,13 @@ func checkMode(t *testing.T, m zoo.Mode) {
 	for i, path := range m.Paths {
 		urls[i] = p.URL() + path
 	}
-	rep := hunt(t, urls, huntOpts{postgres: pg, otlp: otlpAddr})
+	o := huntOpts{postgres: pg, otlp: otlpAddr}
+	if m.Name == zoo.None {
+		// The healthy zoo is limited only by this machine's CPU, shared
+		// with the generator and PostgreSQL: hunt it below that.
+		o.maxRate = healthyMaxRate
+	}
+	rep := hunt(t, urls, o)
 	r := row{mode: m.Name, expected: m.Name, before: rateText(rep.Capacity.MaxRPS)}
 	if len(rep.Findings) > 0 {
 		r.got = rep.Findings[0].Kind
