@@ -181,3 +181,42 @@ func TestHuntDryRunSendsNothing(t *testing.T) {
 		t.Errorf("dry run sent %d requests to the target", n)
 	}
 }
+
+// TestHuntRunDirectoryMatchesSchemas validates the records a real hunt
+// writes: every timeline line and the manifest.
+func TestHuntRunDirectoryMatchesSchemas(t *testing.T) {
+	srv := lowport.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fail" {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+		w.Write([]byte("ok"))
+	}))
+	dir := filepath.Join(t.TempDir(), "run")
+	args := append([]string{"hunt", srv.URL + "/ok", srv.URL + "/fail", "--max-rate", "40", "--max-duration", "20s", "--slo-errors", "60%", "--out", dir}, shortHunt...)
+	if code, _, stderr := runCLI(context.Background(), args...); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, run.ManifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := schemas.Validate("manifest.v1.json", b); err != nil {
+		t.Errorf("manifest: %v", err)
+	}
+	tl, err := os.ReadFile(filepath.Join(dir, run.TimelineFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(tl)), "\n")
+	if len(lines) < 3 {
+		t.Fatalf("timeline has %d lines", len(lines))
+	}
+	for i, l := range lines {
+		if err := schemas.Validate("timeline.v1.json", []byte(l)); err != nil {
+			t.Fatalf("timeline line %d: %v", i+1, err)
+		}
+	}
+	if !strings.Contains(string(tl), `"5xx"`) {
+		t.Error("the timeline does not classify the 500s")
+	}
+}

@@ -3,6 +3,7 @@ package hunt
 import (
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/chokepoint/chokepoint/internal/capacity"
@@ -207,13 +208,17 @@ func (h *hunter) finish(status string) *report.Report {
 func (h *hunter) loadgenFinding() report.Finding {
 	res := h.search.Result()
 	_, why := capacity.LoadgenSaturated(res.Steps)
+	resource := "cpu"
+	if strings.Contains(why, "dropped") || strings.Contains(why, "in-flight") {
+		resource = "concurrency" // the generator's own in-flight bound
+	}
 	return report.Finding{
 		Kind:       report.LimitedLoadgen,
 		Title:      "The load generator limited this test; the result is not the target's capacity",
 		Severity:   report.SeverityCritical,
 		Impact:     1,
 		Confidence: 0.9,
-		Locus:      report.Locus{Resource: "cpu"},
+		Locus:      report.Locus{Resource: resource},
 		Evidence:   []report.Evidence{{Source: "loadgen", What: why, Value: 1, Unit: "flag"}},
 		Recommendation: "Give the generator more CPU (run it on another machine or core), raise --max-inflight, " +
 			"or hunt a lower --max-rate; then hunt again.",
