@@ -129,9 +129,12 @@ func hunt(t *testing.T, urls []string, o huntOpts) *report.Report {
 	if o.otlp != "" {
 		otlpHTTP = o.otlp
 	}
-	args = append(args, "--out", out, "--format", "json",
-		"--max-duration", o.maxDuration.String(), "--min-step", "2s", "--max-step", "4s",
-		"--otlp-listen", otlpHTTP, "--otlp-grpc-listen", "off")
+	args = append(args, "--out", out, "--format", "json", "--otlp-listen", otlpHTTP, "--otlp-grpc-listen", "off")
+	if os.Getenv("CHOKEPOINT_E2E_FULL") != "1" {
+		// CI: short steps. bench/accuracy.sh sets CHOKEPOINT_E2E_FULL=1 for
+		// hunts with the default flags.
+		args = append(args, "--max-duration", o.maxDuration.String(), "--min-step", "2s", "--max-step", "4s")
+	}
 	if o.maxRate > 0 {
 		args = append(args, "--max-rate", fmt.Sprint(o.maxRate))
 	}
