@@ -49,7 +49,7 @@ func TestHuntHealthyTargetReachesMaxRate(t *testing.T) {
 		t.Errorf("steps %d, max_rps %v", len(rep.Steps), rep.Capacity.MaxRPS)
 	}
 	// The run directory holds the contract's files, and no secret.
-	for _, f := range []string{run.ManifestFile, run.ReportFile, run.TimelineFile, run.LatencyFile} {
+	for _, f := range []string{run.ManifestFile, run.ReportFile, run.HTMLFile, run.TimelineFile, run.LatencyFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("run directory: %v", err)
 		}

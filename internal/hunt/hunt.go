@@ -4,6 +4,7 @@
 package hunt
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -101,6 +102,9 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 	rep := h.finish(status)
 	if err := cfg.Dir.WriteJSON(run.ReportFile, rep); err != nil {
 		return rep, err
+	}
+	if err := writeHTML(cfg.Dir, rep); err != nil {
+		cfg.Logger.Warn("write report.html", "err", err)
 	}
 	if loopErr != nil {
 		return rep, loopErr
@@ -258,4 +262,17 @@ func (h *hunter) collecting() []string {
 		}
 	}
 	return out
+}
+
+// writeHTML renders report.html from the report and the run directory.
+func writeHTML(dir *run.Dir, rep *report.Report) error {
+	opt, err := report.LoadHTMLInputs(dir.Path(), rep)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := report.WriteHTML(&buf, rep, opt); err != nil {
+		return err
+	}
+	return dir.WriteFile(run.HTMLFile, buf.Bytes())
 }

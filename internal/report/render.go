@@ -55,6 +55,9 @@ func fmtNum(v float64) string {
 func WriteText(w io.Writer, r *Report) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n", Verdict(r))
+	if t := targetText(r.Target); t != "" {
+		fmt.Fprintf(&b, "target:    %s\n", t)
+	}
 	fmt.Fprintf(&b, "objective: p99 <= %gms, errors <= %g%%   status: %s\n", r.SLO.P99MS, r.SLO.ErrorRate*100, r.Status)
 	c := r.Capacity
 	fmt.Fprintf(&b, "capacity:  max %s req/s, first failing %s req/s, knee %s req/s", num(c.MaxRPS), num(c.FirstFailingRPS), num(c.KneeRPS))
@@ -123,8 +126,32 @@ func WriteText(w io.Writer, r *Report) error {
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}
-	_, err := io.WriteString(w, b.String())
+	_, err := io.WriteString(w, termSafe(b.String()))
 	return err
+}
+
+// targetText names what was hunted: the scenario file, else the URLs.
+func targetText(t Target) string {
+	s := strings.Join(t.URLs, " ")
+	if t.Scenario != "" {
+		s = t.Scenario + ": " + s
+	}
+	if t.PID > 0 {
+		s += fmt.Sprintf(" (pid %d)", t.PID)
+	}
+	return strings.TrimSpace(s)
+}
+
+// termSafe replaces control characters other than newlines, so that text
+// from the target (an endpoint name carrying an escape sequence) cannot
+// drive the terminal.
+func termSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r != '\n' && (r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0)) {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 func locusText(l Locus) string {
@@ -154,6 +181,12 @@ func locusText(l Locus) string {
 func WriteMarkdown(w io.Writer, r *Report) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## chokepoint: %s\n\n", mdEscape(Verdict(r)))
+	if r.Status != "" && r.Status != "complete" {
+		fmt.Fprintf(&b, "> **%s run**: it ended early; what it measured is below.\n\n", mdEscape(r.Status))
+	}
+	if t := targetText(r.Target); t != "" {
+		fmt.Fprintf(&b, "Target: %s\n\n", mdEscape(t))
+	}
 	c := r.Capacity
 	fmt.Fprintf(&b, "| capacity | first failing | knee | objective |\n|---|---|---|---|\n| %s req/s | %s req/s | %s req/s | p99 ≤ %g ms, errors ≤ %g%% |\n\n",
 		num(c.MaxRPS), num(c.FirstFailingRPS), num(c.KneeRPS), r.SLO.P99MS, r.SLO.ErrorRate*100)
@@ -162,7 +195,7 @@ func WriteMarkdown(w io.Writer, r *Report) error {
 		for i, f := range r.Findings {
 			fmt.Fprintf(&b, "%d. **%s** `%s` — %s\n", i+1, f.Severity, f.Kind, mdEscape(f.Title))
 			if l := locusText(f.Locus); l != "" {
-				fmt.Fprintf(&b, "   - where: `%s`\n", strings.ReplaceAll(l, "`", "'"))
+				fmt.Fprintf(&b, "   - where: %s\n", mdEscape(l))
 			}
 			for _, e := range f.Evidence {
 				fmt.Fprintf(&b, "   - %s: %s = %s %s\n", e.Source, mdEscape(e.What), fmtNum(e.Value), e.Unit)
@@ -187,21 +220,39 @@ func WriteMarkdown(w io.Writer, r *Report) error {
 		}
 		b.WriteString("\n")
 	}
+	if len(r.Endpoints) > 0 {
+		b.WriteString("### Endpoints\n\n| endpoint | requests | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|\n")
+		for _, e := range r.Endpoints {
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %.2f%% |\n", mdEscape(e.Name), e.Requests, fmtNum(e.Latency.P50), fmtNum(e.Latency.P99), e.ErrorRate*100)
+		}
+		b.WriteString("\n")
+	}
 	var missing []string
 	for _, c := range r.Coverage {
 		if c.Status != "ok" {
-			missing = append(missing, fmt.Sprintf("- %s (%s): %s", c.Source, c.Status, mdEscape(c.Detail)))
+			missing = append(missing, fmt.Sprintf("- %s (%s): %s", mdEscape(c.Source), mdEscape(c.Status), mdEscape(c.Detail)))
 		}
 	}
 	if len(missing) > 0 {
-		b.WriteString("### Evidence not collected\n\n" + strings.Join(missing, "\n") + "\n")
+		b.WriteString("### Evidence not collected\n\n" + strings.Join(missing, "\n") + "\n\n")
+	}
+	if len(r.RuledOut) > 0 {
+		b.WriteString("<details><summary>Ruled out</summary>\n\n")
+		for _, ro := range r.RuledOut {
+			fmt.Fprintf(&b, "- %s: %s\n", mdEscape(ro.Kind), mdEscape(ro.Why))
+		}
+		b.WriteString("\n</details>\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
+// mdReplacer escapes what GitHub-flavoured markdown would read as markup:
+// emphasis, code, links, tables, HTML (as entities) and line breaks.
+var mdReplacer = strings.NewReplacer("\\", "\\\\", "`", "\\`", "*", "\\*", "_", "\\_", "~", "\\~", "<", "&lt;", ">", "&gt;", "&", "&amp;",
+	"|", "\\|", "[", "\\[", "]", "\\]", "!", "\\!", "#", "\\#", "\n", " ", "\r", " ")
+
 // mdEscape keeps target-supplied text from becoming markup.
 func mdEscape(s string) string {
-	r := strings.NewReplacer("\\", "\\\\", "`", "\\`", "*", "\\*", "_", "\\_", "<", "&lt;", ">", "&gt;", "|", "\\|", "[", "\\[", "]", "\\]", "\n", " ")
-	return r.Replace(s)
+	return mdReplacer.Replace(termSafe(s))
 }

@@ -84,8 +84,8 @@ type Step struct {
 	// Index is the step's number in the run (profiles/<type>-<index>.pb.gz,
 	// timeline.jsonl "step"); warm-up and back-off steps are numbered too but
 	// are not listed.
-	Index      int     `json:"index"`
-	Phase      string  `json:"phase,omitempty"` // probe | refine
+	Index        int     `json:"index"`
+	Phase        string  `json:"phase,omitempty"` // probe | refine
 	OfferedRPS   float64 `json:"offered_rps"`
 	AchievedRPS  float64 `json:"achieved_rps"`
 	ErrorRate    float64 `json:"error_rate"`
