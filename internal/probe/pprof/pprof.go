@@ -44,11 +44,6 @@ const (
 	DefaultFetchTimeout = 10 * time.Second
 )
 
-// cpuEndMargin is kept free between the CPU profile's end and the step's
-// planned end, so the profile finishes (and its HTTP answer arrives) inside
-// the step it describes.
-const cpuEndMargin = 500 * time.Millisecond
-
 // cpuSlack is added to a CPU profile's request timeout beyond its seconds:
 // the target writes the profile only after sampling ends.
 const cpuSlack = 10 * time.Second
@@ -126,7 +121,7 @@ type Probe struct {
 	stopped  bool
 	runErr   error
 	steps    map[int]*stepState
-	cpuBusy  bool                 // our own CPU profile is in flight
+	cpuSem   chan struct{}        // held while our own CPU profile is in flight
 	prev     map[string]*snapshot // last cumulative snapshot per type
 	counts   map[string]int       // profiles written per type
 	failures map[string]int       // failed fetches per type
@@ -182,6 +177,7 @@ func New(cfg Config) (*Probe, error) {
 		ready:    make(chan struct{}),
 		stopping: make(chan struct{}),
 		steps:    map[int]*stepState{},
+		cpuSem:   make(chan struct{}, 1),
 		prev:     map[string]*snapshot{},
 		counts:   map[string]int{},
 		failures: map[string]int{},
@@ -309,54 +305,94 @@ func (p *Probe) collect(ctx context.Context, s probe.Step, st *stepState) {
 	}
 }
 
-// cpuSeconds is how long a step's CPU profile runs: what is left of the
-// planned step after the settle and a margin, bounded to
-// [1, MaxCPUSeconds]; 0 when the step is too short to profile. A step of
-// unknown length gets MaxCPUSeconds.
-func (p *Probe) cpuSeconds(planned time.Duration) int {
-	if planned <= 0 {
-		return p.cfg.MaxCPUSeconds
-	}
-	n := int((planned - p.cfg.Settle - cpuEndMargin) / time.Second)
-	if n < 1 {
-		return 0
-	}
-	return min(n, p.cfg.MaxCPUSeconds)
-}
+// cpuChunk is the length of one CPU profile request. A step's CPU profile
+// is taken as back-to-back chunks merged into one, so it covers the step
+// however long the step turns out to be (the hunt ends steps early on a
+// breach and extends them while they drift), and a chunk running past the
+// step's end holds the target's profiler for at most this long into the
+// next step.
+const cpuChunk = 2 * time.Second
 
+// cpu profiles the step in chunks from now until the step ends, at most
+// MaxCPUSeconds in all, and writes the merged profile.
 func (p *Probe) cpu(ctx context.Context, s probe.Step, st *stepState) {
-	n := p.cpuSeconds(s.Planned)
-	if n == 0 {
-		p.note(fmt.Sprintf("step %d too short for a CPU profile (%v planned)", s.Index, s.Planned))
-		return
-	}
-	p.mu.Lock()
-	if p.cpuBusy {
-		p.mu.Unlock()
+	// One CPU profile at a time: the previous step's last chunk may still
+	// be running (at most cpuChunk); wait for it rather than skip the step.
+	select {
+	case p.cpuSem <- struct{}{}:
+	case <-time.After(cpuChunk + cpuSlack):
 		p.note(fmt.Sprintf("step %d: previous CPU profile still running, step not profiled", s.Index))
 		return
+	case <-st.ended:
+		return
+	case <-p.stopping:
+		return
+	case <-ctx.Done():
+		return
 	}
-	p.cpuBusy = true
-	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		p.cpuBusy = false
-		p.mu.Unlock()
-	}()
+	defer func() { <-p.cpuSem }()
 
-	cctx, cancel := context.WithTimeout(ctx, time.Duration(n)*time.Second+cpuSlack)
+	var chunks []*profile.Profile
+	start := time.Now()
+	budget := time.Duration(p.cfg.MaxCPUSeconds) * time.Second
+	for time.Since(start) < budget {
+		// Once the step has some profile, a chunk still running when it
+		// ends is abandoned so that the next step finds the profiler free.
+		// The first chunk always completes (at most cpuChunk), even when the
+		// run stops: a short last step keeps its profile.
+		var ended, stopping <-chan struct{}
+		if len(chunks) > 0 {
+			ended, stopping = st.ended, p.stopping
+		}
+		prof, ok := p.cpuChunk(ctx, s, ended, stopping)
+		if !ok {
+			break
+		}
+		chunks = append(chunks, prof)
+		select {
+		case <-st.ended:
+		case <-p.stopping:
+		case <-ctx.Done():
+		default:
+			continue
+		}
+		break
+	}
+	end := time.Now()
+	if len(chunks) == 0 {
+		return
+	}
+	merged, err := profile.Merge(chunks)
+	if err != nil {
+		p.fail(evidence.ProfileCPU, "merge: "+err.Error())
+		return
+	}
+	merged.DurationNanos = end.Sub(start).Nanoseconds()
+	var buf bytes.Buffer
+	if err := merged.Write(&buf); err != nil {
+		p.fail(evidence.ProfileCPU, err.Error())
+		return
+	}
+	p.write(evidence.ProfileCPU, evidence.ProfileFetched, s.Index, buf.Bytes(), merged, start, end)
+}
+
+// cpuChunk takes one CPU profile of cpuChunk; ok is false when none could
+// be taken (the error is noted once in coverage).
+func (p *Probe) cpuChunk(ctx context.Context, s probe.Step, ended, stopping <-chan struct{}) (*profile.Profile, bool) {
+	n := int(cpuChunk / time.Second)
+	cctx, cancel := context.WithTimeout(ctx, cpuChunk+cpuSlack)
 	defer cancel()
 	// A run that ends mid-profile does not wait for it.
 	go func() {
 		select {
-		case <-p.stopping:
+		case <-stopping:
+			cancel()
+		case <-ended:
 			cancel()
 		case <-cctx.Done():
 		}
 	}()
-	start := time.Now()
 	data, err := p.get(cctx, fmt.Sprintf("%s/profile?seconds=%d", p.base, n), p.cfg.MaxBytes)
-	end := time.Now()
 	if err != nil {
 		var he *httpError
 		switch {
@@ -367,17 +403,19 @@ func (p *Probe) cpu(ctx context.Context, s probe.Step, st *stepState) {
 		case errors.As(err, &he) && strings.Contains(he.body, "WriteTimeout"):
 			p.note("target's http.Server WriteTimeout is shorter than the CPU profile; raise it or lower the profile length")
 			p.fail(evidence.ProfileCPU, err.Error())
+		case cctx.Err() != nil && ctx.Err() == nil:
+			// The run ended mid-chunk: not a failure of the source.
 		default:
 			p.fail(evidence.ProfileCPU, err.Error())
 		}
-		return
+		return nil, false
 	}
 	prof, err := profilesum.DecodeBytes(data, p.cfg.MaxBytes)
 	if err != nil {
 		p.fail(evidence.ProfileCPU, err.Error())
-		return
+		return nil, false
 	}
-	p.write(evidence.ProfileCPU, evidence.ProfileFetched, s.Index, data, prof, start, end)
+	return prof, true
 }
 
 // snapshot fetches one profile type and, for cumulative types, writes the

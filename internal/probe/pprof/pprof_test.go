@@ -425,25 +425,4 @@ func TestConfigAndCPUSeconds(t *testing.T) {
 			t.Errorf("New(%+v): no error", bad)
 		}
 	}
-	p, err := New(Config{BaseURL: "http://127.0.0.1:20000/debug/pprof"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		planned time.Duration
-		want    int
-	}{
-		{0, DefaultMaxCPUSeconds},
-		{time.Second, 0},
-		{2500 * time.Millisecond, 1},
-		{10 * time.Second, 8},
-		{time.Minute, DefaultMaxCPUSeconds},
-	}
-	for _, tt := range tests {
-		t.Run(tt.planned.String(), func(t *testing.T) {
-			if got := p.cpuSeconds(tt.planned); got != tt.want {
-				t.Errorf("cpuSeconds(%v) = %d, want %d", tt.planned, got, tt.want)
-			}
-		})
-	}
 }
