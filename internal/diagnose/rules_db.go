@@ -1,6 +1,13 @@
 package diagnose
 
-// dbRules read PostgreSQL evidence (and pool metrics).
+// dbRules read PostgreSQL evidence (and client-side pool metrics).
 func dbRules() []Rule {
-	return []Rule{}
+	return []Rule{
+		dbMissingIndex{},
+		dbSlowQuery{},
+		dbPoolExhausted{},
+		dbLockWait{},
+		dbConnectionsSaturated{},
+		dbConnectionChurn{},
+	}
 }

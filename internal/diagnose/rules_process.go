@@ -4,5 +4,9 @@ package diagnose
 func processRules() []Rule {
 	return []Rule{
 		cpuHotPath{},
+		cpuThrottled{},
+		gcPressure{},
+		memoryLeak{},
+		lockContention{},
 	}
 }

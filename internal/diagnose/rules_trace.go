@@ -1,6 +1,127 @@
 package diagnose
 
-// traceRules read OpenTelemetry spans.
+import (
+	"fmt"
+	"math"
+
+	"github.com/chokepoint/chokepoint/internal/report"
+)
+
+// traceRules read OpenTelemetry spans (and, where they agree or stand in,
+// pg_stat_statements). They share one analysis of the spans.
 func traceRules() []Rule {
-	return []Rule{}
+	c := &traceCache{}
+	return []Rule{
+		nPlusOne{c},
+		downstreamSlow{c},
+		downstreamSerial{c},
+		downstreamRedundant{c},
+		cacheOpportunity{c},
+	}
+}
+
+// Thresholds shared by the trace rules.
+const (
+	// traceMinRequests is the fewest traced requests at the knee for a
+	// pattern's shares to mean anything (below it one slow request moves
+	// them by several percent).
+	traceMinRequests = 10
+	// traceMinRequestShare: a pattern must show in at least half of an
+	// endpoint's requests ("most requests"); rarer ones are a branch of
+	// the code, not the endpoint's behaviour.
+	traceMinRequestShare = 0.5
+	// traceLimitingShare: a latency pattern is what broke the objective
+	// when its time per request is at least half of the mean service time
+	// the load generator measured at the knee. Below that, most of the
+	// latency that broke the objective was spent elsewhere (queueing
+	// outside the traced code: CPU, a concurrency limit, the network).
+	traceLimitingShare = 0.5
+	// traceCommonShare: a pattern in at least 80% of an endpoint's
+	// requests is its normal path (adds confidence).
+	traceCommonShare = 0.8
+)
+
+// Confidence scores of the trace rules. Each rule starts from what the
+// traces alone show and adds one step per independent signal that agrees;
+// MinConfidence (0.6) therefore needs the traces plus one more signal, or
+// traces that show the pattern on the endpoint's common path.
+const (
+	confTraces      = 0.5 // the pattern in the traces at the knee
+	confSignal      = 0.2 // a second, independent source agrees (pg_stat_statements, parameters)
+	confConsistency = 0.1 // the pattern also holds at low load / on the common path
+	confCeiling     = 0.95
+)
+
+// patternLimiting decides whether a latency pattern taking perRequestMS of
+// each request at the knee is what broke the objective: the step at the
+// knee missed the latency objective (not only the error one) and the
+// pattern is most of the mean service time the load generator measured
+// there. It also returns that share.
+func patternLimiting(in *Input, step int, perRequestMS float64) (bool, float64) {
+	load := trLoadOf(in, step)
+	if load.meanServiceMS <= 0 || step < 0 || step >= len(in.Steps) {
+		return false, 0
+	}
+	share := clamp01(perRequestMS / load.meanServiceMS)
+	s := in.Steps[step]
+	latencyBreach := !s.MetSLO && in.SLO.P99MS > 0 && s.Latency.P99 > in.SLO.P99MS
+	return latencyBreach && share >= traceLimitingShare, share
+}
+
+// criticalPathGain estimates what removing part of the critical path brings.
+// For a limiting pattern: capacity by Amdahl's law on the critical path
+// (requests hold their concurrency for less time, so by Little's law the
+// same concurrency serves more of them). Otherwise: the endpoint's median
+// latency at low load. kneeShare and baseShare are the pattern's share of
+// request time at the knee and at low load (0: not measured there, the
+// knee's is used), and speedup how many times cheaper the fix makes it
+// (+Inf removes it).
+func criticalPathGain(in *Input, v *traceView, limiting bool, endpoint string, kneeShare, baseShare, speedup float64, what string) *report.ExpectedGain {
+	share := kneeShare
+	if !limiting && baseShare > 0 {
+		share = baseShare
+	}
+	if share <= 0 || speedup <= 1 {
+		return nil
+	}
+	share = math.Min(share, maxGainShare)
+	left := 1 - share + share/speedup
+	how := "removing it"
+	if !math.IsInf(speedup, 1) {
+		how = fmt.Sprintf("making it %.0fx cheaper", speedup)
+	}
+	if limiting {
+		base := capacityBase(in)
+		if base <= 0 {
+			return nil
+		}
+		return &report.ExpectedGain{Metric: "max_rps", From: round1(base), To: round1(base / left),
+			Method: fmt.Sprintf("Amdahl's law on the critical path: %.0f%% of request time at the knee is in %s; %s leaves %.0f%% of the time, and by Little's law the same concurrency then serves proportionally more requests", share*100, what, how, left*100)}
+	}
+	step := v.baseStep
+	if step < 0 {
+		step = v.focusStep
+	}
+	p50, _, ok := trLoadOf(in, step).latencyFor(in, step, endpoint)
+	if !ok || p50 <= 0 {
+		return nil
+	}
+	return &report.ExpectedGain{Metric: "p50_ms", From: round1(p50), To: round1(p50 * left),
+		Method: fmt.Sprintf("critical path: %.0f%% of %s's request time is in %s; %s leaves %.0f%% of the median latency at low load", share*100, endpoint, what, how, left*100)}
+}
+
+// maxGainShare caps the share a gain estimate removes: the request's own
+// work and the network never vanish, and a share measured near 100% would
+// promise an unbounded gain.
+const maxGainShare = 0.95
+
+// trMS formats milliseconds for titles and reasons.
+func trMS(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f ms", v)
+	case v >= 1:
+		return fmt.Sprintf("%.1f ms", v)
+	}
+	return fmt.Sprintf("%.2f ms", v)
 }
