@@ -17,9 +17,14 @@ import (
 // must pass in CI. The others run with CHOKEPOINT_E2E_ALL=1 (and in
 // bench/accuracy.sh), so the table shows where the diagnosis stands.
 var diagnosed = map[string]bool{
-	zoo.None:           true,
-	zoo.DBMissingIndex: true,
-	zoo.DBLockWait:     true,
+	zoo.None:               true,
+	zoo.DBMissingIndex:     true,
+	zoo.DBLockWait:         true,
+	zoo.ConcurrencyLimit:   true,
+	zoo.IODisk:             true,
+	zoo.NetConnectionLimit: true,
+	zoo.ErrorsUnderLoad:    true,
+	zoo.PayloadLarge:       true,
 }
 
 // healthyMaxRate is the --max-rate of the healthy zoo's hunt: well below

@@ -121,7 +121,7 @@ func (r cpuThrottled) Check(in *Input) Result {
 	free := in.coresLeftByLoadgen(step)
 	f := report.Finding{
 		Kind:  r.Kind(),
-		Locus: report.Locus{Resource: "cpu"},
+		Locus: report.Locus{Resource: "cpu", Endpoint: in.dominantEndpoint(step)},
 		Title: fmt.Sprintf("CPU quota of %.2f cores throttles the target in %s of periods at %.0f req/s", tgt.QuotaCores, pct(thrShare), in.Steps[step].OfferedRPS),
 		Evidence: []report.Evidence{
 			{Source: "proc", What: "share of cgroup CPU periods throttled at the knee", Value: round3(thrShare), Unit: "ratio"},
