@@ -277,7 +277,7 @@ func TestLoadgenSaturated(t *testing.T) {
 		{"healthy", []StepRecord{ok(100), ok(200)}, ""},
 		{"cpu at its limit", []StepRecord{ok(100), with(ok(200), func(r *StepResult) { r.LoadgenCPU, r.LoadgenCPULimit = 1.95, 2 })}, "CPU"},
 		{"cpu with headroom", []StepRecord{with(ok(200), func(r *StepResult) { r.LoadgenCPU, r.LoadgenCPULimit = 1.0, 2 })}, ""},
-		{"lag from a few sends is noise", []StepRecord{with(ok(10), func(r *StepResult) { r.LagP99, r.Requests = 67 * ms, 40 })}, ""},
+		{"lag from a few sends is noise", []StepRecord{with(ok(10), func(r *StepResult) { r.LagP99, r.Requests = 67*ms, 40 })}, ""},
 		{"lag while the offered rate was sent", []StepRecord{with(ok(200), func(r *StepResult) { r.LagP99 = 25 * ms })}, ""},
 		{"lag and the offered rate not sent", []StepRecord{with(ok(200), func(r *StepResult) { r.LagP99, r.AchievedRPS = 25*ms, 150 })}, "lag"},
 		{"late and short of the rate", []StepRecord{with(ok(200), func(r *StepResult) { r.Late, r.LagP99, r.AchievedRPS = 200, 8*ms, 150 })}, "late"},
