@@ -25,6 +25,11 @@ var diagnosed = map[string]bool{
 	zoo.NetConnectionLimit: true,
 	zoo.ErrorsUnderLoad:    true,
 	zoo.PayloadLarge:       true,
+	zoo.CPUHotPath:         true,
+	zoo.GCPressure:         true,
+	zoo.LockContention:     true,
+	zoo.CPUThrottled:       true,
+	zoo.MemoryLeak:         true,
 }
 
 // healthyMaxRate is the --max-rate of the healthy zoo's hunt: well below
