@@ -188,7 +188,7 @@ func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.on(MemoryLeak) {
-		s.replay.record(requestID(r), body)
+		s.replay.record(requestID(r), r, body)
 	}
 	writeBody(w, body)
 }

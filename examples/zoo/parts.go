@@ -1,11 +1,13 @@
 package zoo
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -137,9 +139,23 @@ func newReplayLog(bounded bool) *replayLog {
 	return &replayLog{bounded: bounded, entries: map[string]*list.Element{}, order: list.New()}
 }
 
-// record keeps a copy of body under id.
-func (l *replayLog) record(id string, body []byte) {
-	e := &replayEntry{id: id, at: time.Now(), body: append([]byte(nil), body...)}
+// replayRenderHint sizes the buffer an entry is rendered into: room for the
+// request line, its headers and a typical response.
+const replayRenderHint = 4096
+
+// record keeps the exchange (request line, headers, response body) under
+// id, rendered the way support reads it.
+func (l *replayLog) record(id string, r *http.Request, body []byte) {
+	buf := bytes.NewBuffer(make([]byte, 0, replayRenderHint))
+	fmt.Fprintf(buf, "%s %s\n", r.Method, r.URL.RequestURI())
+	for name, values := range r.Header {
+		for _, v := range values {
+			fmt.Fprintf(buf, "%s: %s\n", name, v)
+		}
+	}
+	buf.WriteByte('\n')
+	buf.Write(body)
+	e := &replayEntry{id: id, at: time.Now(), body: buf.Bytes()}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if old, ok := l.entries[id]; ok {
