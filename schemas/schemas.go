@@ -76,15 +76,6 @@ func Names() []string {
 	return names
 }
 
-// File returns a schema file's content.
-func File(name string) ([]byte, error) {
-	b, err := files.ReadFile(fileName(name))
-	if err != nil {
-		return nil, fmt.Errorf("schema %s: %w", name, err)
-	}
-	return b, nil
-}
-
 // fileName maps a document's schema identifier ("chokepoint.report/v1") or
 // a short name ("report.v1") to its file ("report.v1.json").
 func fileName(name string) string {

@@ -28,7 +28,8 @@ type Env struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
-	// Getenv reads an environment variable; nil means os.Getenv.
+	// Getenv reads an environment variable; nil means none is set (main
+	// passes os.Getenv).
 	Getenv func(string) string
 	// Interactive reports whether Stderr is a terminal (live progress is
 	// drawn only then).

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,9 +145,9 @@ func TestCompareRealLoadRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs load for 10 seconds")
 	}
-	var delay time.Duration
+	var delay atomic.Int64 // the handler's work, set before each run
 	srv := lowport.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(delay)
+		time.Sleep(time.Duration(delay.Load()))
 		w.Write([]byte("ok"))
 	}))
 	runs := map[string]string{}
@@ -154,7 +155,7 @@ func TestCompareRealLoadRuns(t *testing.T) {
 		name  string
 		delay time.Duration
 	}{{"fast", time.Millisecond}, {"slow", 150 * time.Millisecond}} {
-		delay = c.delay
+		delay.Store(int64(c.delay))
 		dir := filepath.Join(t.TempDir(), c.name)
 		code, _, stderr := chokepoint("load", srv.URL+"/item", "--rate", "100", "--duration", "5s", "--out", dir, "--format", "json")
 		if code != ExitOK {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -149,12 +148,7 @@ func runDemo(ctx context.Context, env *Env, f *demoFlags) error {
 	root.SetArgs(args)
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
-	err = root.ExecuteContext(ctx)
-	var ee *ExitError
-	if errors.As(err, &ee) && ee.Code == ExitInterrupted {
-		return err
-	}
-	if err != nil {
+	if err := root.ExecuteContext(ctx); err != nil {
 		return err
 	}
 	say("done; compare with the fix: chokepoint demo --bottleneck %s --fixed, then chokepoint compare %s <that run>", mode, out)

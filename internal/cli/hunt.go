@@ -99,7 +99,7 @@ Targets on this machine are probed automatically (process, /debug/pprof,
 }
 
 func runHunt(ctx context.Context, env *Env, cmd *cobra.Command, f *huntFlags, args []string) error {
-	src, search, err := f.validate(cmd.Flags(), args, env)
+	src, search, err := f.validate(cmd.Flags(), args)
 	if err != nil {
 		return err
 	}
@@ -118,22 +118,11 @@ func runHunt(ctx context.Context, env *Env, cmd *cobra.Command, f *huntFlags, ar
 		return Exit(ExitUnreachable, err)
 	}
 
-	out := f.out
-	if out == "" {
-		out = filepath.Join("chokepoint-runs", time.Now().UTC().Format("20060102T150405Z"))
-	}
-	dir, err := run.Create(out)
-	if errors.Is(err, run.ErrNotEmpty) {
-		return Usagef("--out %s: exists and is not empty", out)
-	}
+	dir, m, err := createRun(f.out, "hunt", cmd.Flags(), args)
 	if err != nil {
-		return Exit(ExitInternal, err)
+		return err
 	}
 	defer dir.Close()
-	m := newManifest("hunt", commandLine(cmd.Flags(), args))
-	if err := dir.WriteJSON(run.ManifestFile, m); err != nil {
-		return Exit(ExitInternal, err)
-	}
 
 	logger := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	built := hunt.BuildProbes(ctx, popts, logger)
@@ -146,7 +135,7 @@ func runHunt(ctx context.Context, env *Env, cmd *cobra.Command, f *huntFlags, ar
 	rep, err := hunt.Run(ctx, hunt.Config{
 		Load:      load.Config{Source: src, MaxInflight: f.maxInflight, Timeout: f.timeout},
 		Search:    search,
-		URLs:      targetNames(src, args, f.file),
+		URLs:      targetNames(src, args),
 		PID:       built.PID,
 		Probes:    built.Probes,
 		Notes:     built.Notes,
@@ -185,7 +174,7 @@ func runHunt(ctx context.Context, env *Env, cmd *cobra.Command, f *huntFlags, ar
 }
 
 // validate checks the flags and builds the request source and the search.
-func (f *huntFlags) validate(fl *pflag.FlagSet, args []string, env *Env) (*scenario.Scenario, capacity.SearchConfig, error) {
+func (f *huntFlags) validate(fl *pflag.FlagSet, args []string) (*scenario.Scenario, capacity.SearchConfig, error) {
 	var sc capacity.SearchConfig
 	switch f.format {
 	case "text", "json", "markdown":
@@ -302,24 +291,42 @@ func isLocalURL(origin string) bool {
 	return false
 }
 
-func targetNames(src *scenario.Scenario, args []string, file string) []string {
+func targetNames(src *scenario.Scenario, args []string) []string {
 	if len(args) > 0 {
 		return args
 	}
 	return src.URLs()
 }
 
-func newManifest(command string, args []string) run.Manifest {
-	return run.Manifest{
+// createRun creates the run directory out (default
+// ./chokepoint-runs/<UTC timestamp>) and writes its first manifest, with the
+// command line redacted. Its errors carry their exit status.
+func createRun(out, command string, fl *pflag.FlagSet, args []string) (*run.Dir, run.Manifest, error) {
+	if out == "" {
+		out = filepath.Join("chokepoint-runs", time.Now().UTC().Format("20060102T150405Z"))
+	}
+	m := run.Manifest{
 		Schema:    run.ManifestSchema,
 		Command:   command,
-		Args:      secret.Args(args),
+		Args:      secret.Args(commandLine(fl, args)),
 		Version:   version.String(),
 		GoVersion: version.Go(),
 		Machine:   run.ThisMachine(),
 		StartMS:   time.Now().UnixMilli(),
 		Status:    run.StatusRunning,
 	}
+	dir, err := run.Create(out)
+	if errors.Is(err, run.ErrNotEmpty) {
+		return nil, m, Usagef("--out %s: exists and is not empty", out)
+	}
+	if err != nil {
+		return nil, m, Exit(ExitInternal, err)
+	}
+	if err := dir.WriteJSON(run.ManifestFile, m); err != nil {
+		dir.Close()
+		return nil, m, Exit(ExitInternal, err)
+	}
+	return dir, m, nil
 }
 
 func printDryRun(ctx context.Context, w io.Writer, f *huntFlags, src *scenario.Scenario, sc capacity.SearchConfig, popts hunt.ProbeOptions) error {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -19,8 +18,6 @@ import (
 	"github.com/chokepoint/chokepoint/internal/load"
 	"github.com/chokepoint/chokepoint/internal/run"
 	"github.com/chokepoint/chokepoint/internal/scenario"
-	"github.com/chokepoint/chokepoint/internal/secret"
-	"github.com/chokepoint/chokepoint/internal/version"
 )
 
 // Early abort on a missed objective (--abort-on-slo).
@@ -267,31 +264,11 @@ func runLoad(ctx context.Context, env *Env, cmd *cobra.Command, f *loadFlags, ar
 	if err != nil {
 		return err
 	}
-	out := f.out
-	if out == "" {
-		out = filepath.Join("chokepoint-runs", time.Now().UTC().Format("20060102T150405Z"))
-	}
-	dir, err := run.Create(out)
-	if errors.Is(err, run.ErrNotEmpty) {
-		return Usagef("--out %s: exists and is not empty", out)
-	}
+	dir, m, err := createRun(f.out, "load", cmd.Flags(), args)
 	if err != nil {
-		return Exit(ExitInternal, err)
+		return err
 	}
 	defer dir.Close()
-	m := run.Manifest{
-		Schema:    run.ManifestSchema,
-		Command:   "load",
-		Args:      secret.Args(commandLine(cmd.Flags(), args)),
-		Version:   version.String(),
-		GoVersion: version.Go(),
-		Machine:   run.ThisMachine(),
-		StartMS:   time.Now().UnixMilli(),
-		Status:    run.StatusRunning,
-	}
-	if err := dir.WriteJSON(run.ManifestFile, m); err != nil {
-		return Exit(ExitInternal, err)
-	}
 	finish := func(status, note string) {
 		m.EndMS, m.Status, m.StatusNote = time.Now().UnixMilli(), status, note
 		if err := dir.WriteJSON(run.ManifestFile, m); err != nil {
@@ -379,7 +356,7 @@ func runLoad(ctx context.Context, env *Env, cmd *cobra.Command, f *loadFlags, ar
 	case interrupted:
 		return Exit(ExitInterrupted, nil)
 	case res.Unreachable():
-		return Exit(ExitUnreachable, fmt.Errorf("target unreachable: every request failed to connect (%s)", fmtClasses(sum.ErrorsByClass)))
+		return Exit(ExitUnreachable, fmt.Errorf("target unreachable: no request could connect (%s)", fmtClasses(sum.ErrorsByClass)))
 	case !met || aborted:
 		return Exit(ExitThreshold, nil)
 	}

@@ -5,10 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
+	"github.com/chokepoint/chokepoint/internal/load"
 	"github.com/chokepoint/chokepoint/internal/report"
 	"github.com/chokepoint/chokepoint/internal/run"
 	"github.com/spf13/cobra"
@@ -76,7 +76,7 @@ func runReport(ctx context.Context, env *Env, f *reportFlags, dirPath string) er
 		_, err = env.Stdout.Write(b.Bytes())
 		return err
 	}
-	if err := writeFileAtomic(f.out, b.Bytes()); err != nil {
+	if err := run.WriteFileAtomic(f.out, b.Bytes()); err != nil {
 		return Exit(ExitUsage, fmt.Errorf("--out %s: %w", f.out, err))
 	}
 	return nil
@@ -94,8 +94,8 @@ func readRunReport(dirPath string) (*report.Report, error) {
 	path := filepath.Join(dirPath, run.ReportFile)
 	rep, err := report.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		if _, lerr := os.Stat(filepath.Join(dirPath, "load.json")); lerr == nil {
-			return nil, fmt.Errorf("%s: no %s: a load run has no report (its summary is load.json)", dirPath, run.ReportFile)
+		if _, lerr := os.Stat(filepath.Join(dirPath, load.SummaryFile)); lerr == nil {
+			return nil, fmt.Errorf("%s: no %s: a load run has no report (its summary is %s)", dirPath, run.ReportFile, load.SummaryFile)
 		}
 		return nil, fmt.Errorf("%s: no %s: not a hunt's run directory", dirPath, run.ReportFile)
 	}
@@ -112,26 +112,4 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory, so that a reader never sees half a file.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, bytes.NewReader(data)); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

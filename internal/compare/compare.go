@@ -354,8 +354,9 @@ func sortedCopy(s []string) []string {
 	return c
 }
 
-// endpointNames are the run's endpoints, sorted.
-func endpointNames(r *Run) []string {
+// summaryEndpoints are the endpoints of the run's report.json or load.json,
+// in their order.
+func summaryEndpoints(r *Run) []string {
 	var out []string
 	switch {
 	case r.Report != nil:
@@ -367,6 +368,12 @@ func endpointNames(r *Run) []string {
 			out = append(out, e.Name)
 		}
 	}
+	return out
+}
+
+// endpointNames are the run's endpoints, sorted.
+func endpointNames(r *Run) []string {
+	out := summaryEndpoints(r)
 	slices.Sort(out)
 	return slices.Compact(out)
 }
@@ -629,17 +636,7 @@ func allEndpoints(a, b *Run) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, r := range []*Run{a, b} {
-		var names []string
-		switch {
-		case r.Report != nil:
-			for _, e := range r.Report.Endpoints {
-				names = append(names, e.Name)
-			}
-		case r.Load != nil:
-			for _, e := range r.Load.Endpoints {
-				names = append(names, e.Name)
-			}
-		}
+		names := summaryEndpoints(r)
 		for _, w := range r.Timeline {
 			for _, e := range w.Endpoints {
 				names = append(names, e.Name)

@@ -223,12 +223,11 @@ func (h *hunter) runStep(ctx context.Context, plan capacity.Plan) (*load.Result,
 		if err := h.rw.Window(plan.Index, w); err != nil && werr == nil {
 			werr = err
 		}
-		d := h.search.Window(windowStat(w))
-		if d != capacity.Continue {
+		ws := windowStat(w)
+		if h.search.Window(ws) != capacity.Continue {
 			cancel()
 		}
 		if h.cfg.Progress != nil {
-			ws := windowStat(w)
 			h.cfg.Progress(Progress{Step: plan.Index, Phase: plan.Phase, OfferedRPS: plan.RPS, AchievedRPS: ws.AchievedRPS,
 				P99: ws.P99, ErrorRate: w.All.ErrorRate(), SLOP99: h.cfg.Search.SLOP99, Elapsed: time.Since(h.start), Probes: h.collecting()})
 		}

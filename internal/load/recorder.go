@@ -149,9 +149,6 @@ type Window struct {
 	lag       *hdr.Histogram
 }
 
-// Seconds is the window's length in seconds.
-func (w *Window) Seconds() float64 { return w.End.Sub(w.Start).Seconds() }
-
 func (r *recorder) newWindow() *Window {
 	w := &Window{All: newEndpointStats("all"), lag: hdr.New(histMinUS, histMaxUS, lagDigits)}
 	for _, n := range r.names[:len(r.names)-1] {

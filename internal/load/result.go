@@ -127,14 +127,6 @@ func (r *Result) Errors() int64 {
 	return n
 }
 
-// ErrorRate is Errors/Requests.
-func (r *Result) ErrorRate() float64 {
-	if n := r.Requests(); n > 0 {
-		return float64(r.Errors()) / float64(n)
-	}
-	return 0
-}
-
 // OfferedRPS is the schedule's mean rate while sending; ok is false for a
 // closed-model run, which offers no rate.
 func (r *Result) OfferedRPS() (rps float64, ok bool) {

@@ -1,10 +1,6 @@
 package report
 
 import (
-	"bufio"
-	"bytes"
-	"compress/gzip"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,15 +10,15 @@ import (
 	"slices"
 
 	"github.com/chokepoint/chokepoint/internal/evidence"
+	"github.com/chokepoint/chokepoint/internal/profilesum"
+	"github.com/chokepoint/chokepoint/internal/run"
 	"github.com/google/pprof/profile"
 )
 
 // Bounds on what LoadHTMLInputs reads from a run directory, which may come
-// from anywhere (a colleague's run, a CI artifact).
+// from anywhere (a colleague's run, a CI artifact); one timeline record is
+// bounded by run.MaxLine.
 const (
-	// maxTimelineLine bounds one timeline.jsonl record; a window of a
-	// scenario with hundreds of endpoints is a few hundred kilobytes.
-	maxTimelineLine = 16 << 20
 	// maxTimelineRecords bounds the windows kept: a day of one-second
 	// windows. Only the windows around the knee are charted.
 	maxTimelineRecords = 86400
@@ -114,37 +110,19 @@ func readTimeline(path string) ([]evidence.WindowRecord, error) {
 	return decodeTimeline(f)
 }
 
-// decodeTimeline decodes JSON lines of window records, keeping at most
-// maxTimelineRecords. A malformed line other than the last is an error;
-// the records before it are returned with it.
+// decodeTimeline decodes JSON lines of window records (run.DecodeLines),
+// keeping at most maxTimelineRecords. A malformed line other than the last
+// is an error; the records before it are returned with it.
 func decodeTimeline(r io.Reader) ([]evidence.WindowRecord, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), maxTimelineLine)
 	var out []evidence.WindowRecord
-	line, bad := 0, 0
-	for sc.Scan() {
-		line++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
-		if bad > 0 {
-			return out, fmt.Errorf("%s:%d: malformed record", evidence.TimelineStream, bad)
-		}
-		var w evidence.WindowRecord
-		if err := json.Unmarshal(b, &w); err != nil {
-			bad = line
-			continue
-		}
+	err := run.DecodeLines(r, evidence.TimelineStream, func(w evidence.WindowRecord) error {
 		if len(out) == maxTimelineRecords {
-			return out, fmt.Errorf("%s: more than %d windows; the rest is not shown", evidence.TimelineStream, maxTimelineRecords)
+			return fmt.Errorf("%s: more than %d windows; the rest is not shown", evidence.TimelineStream, maxTimelineRecords)
 		}
 		out = append(out, w)
-	}
-	if err := sc.Err(); err != nil {
-		return out, fmt.Errorf("%s:%d: %w", evidence.TimelineStream, line+1, err)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // readProfile reads a pprof profile (gzipped or not), bounded in size.
@@ -158,31 +136,8 @@ func readProfile(path string) (*profile.Profile, error) {
 }
 
 // decodeProfile parses a profile from untrusted bytes: the input and its
-// decompressed form are bounded by maxProfileBytes.
+// decompressed form are bounded by maxProfileBytes, and the profile must be
+// valid (consistent sample values) before the flame graph walks it.
 func decodeProfile(r io.Reader) (*profile.Profile, error) {
-	raw, err := io.ReadAll(io.LimitReader(r, maxProfileBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(raw) > maxProfileBytes {
-		return nil, fmt.Errorf("profile larger than %d bytes", maxProfileBytes)
-	}
-	if len(raw) >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			return nil, fmt.Errorf("decompress profile: %w", err)
-		}
-		raw, err = io.ReadAll(io.LimitReader(zr, maxProfileBytes+1))
-		if err != nil {
-			return nil, fmt.Errorf("decompress profile: %w", err)
-		}
-		if len(raw) > maxProfileBytes {
-			return nil, fmt.Errorf("profile larger than %d bytes decompressed", maxProfileBytes)
-		}
-	}
-	p, err := profile.ParseUncompressed(raw)
-	if err != nil {
-		return nil, fmt.Errorf("parse profile: %w", err)
-	}
-	return p, nil
+	return profilesum.Decode(r, maxProfileBytes)
 }

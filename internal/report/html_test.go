@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chokepoint/chokepoint/internal/evidence"
+	"github.com/chokepoint/chokepoint/internal/profilesum"
 	"github.com/google/pprof/profile"
 	"golang.org/x/net/html"
 )
@@ -413,7 +415,7 @@ func TestDecodeProfileBounds(t *testing.T) {
 		}
 	}
 	zw.Close()
-	if _, err := decodeProfile(&b); err == nil || !strings.Contains(err.Error(), "larger than") {
+	if _, err := decodeProfile(&b); !errors.Is(err, profilesum.ErrTooLarge) {
 		t.Fatalf("err = %v, want the size bound", err)
 	}
 }

@@ -11,7 +11,10 @@ import (
 func WriteJSON(w io.Writer, r *Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("write report json: %w", err)
+	}
+	return nil
 }
 
 // Verdict is the one-line answer: capacity and what limited it.

@@ -5,7 +5,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Status values of a run (manifest and report).
@@ -61,6 +60,3 @@ func memTotal() int64 {
 	}
 	return 0
 }
-
-// UnixMS is the one clock of a run: wall-clock Unix milliseconds.
-func UnixMS(t time.Time) int64 { return t.UnixMilli() }

@@ -107,28 +107,39 @@ func (d *Dir) WriteJSON(name string, v any) error {
 	return d.WriteFile(name, append(b, '\n'))
 }
 
-// WriteFile replaces the named file with data atomically (temp file + rename).
+// WriteFile replaces the named file with data atomically (see WriteFileAtomic).
 func (d *Dir) WriteFile(name string, data []byte) error {
 	p := d.Join(name)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp*")
-	if err != nil {
+	if err := WriteFileAtomic(p, data); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// WriteFileAtomic replaces the file at path with data through a temporary
+// file in the same directory and a rename, so that a reader never sees half
+// a file. The file is readable by all (0644), like the streams.
+func WriteFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write %s: %w", name, err)
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+		return err
 	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
+	return os.Rename(tmp.Name(), path)
 }
 
 // ReadJSON decodes the named whole-file JSON document into v.

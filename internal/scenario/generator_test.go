@@ -232,6 +232,7 @@ func TestFromURLs(t *testing.T) {
 		{[]string{"http://user:s3cret@/x"}, "URL 1 (http://user:xxxxx@/x): no host"},
 		{[]string{"http://user:s3cret@h:port/x"}, "URL 1 (URL with credentials): not a URL: invalid port \":port\" after host"},
 		{[]string{"http://h:99999/x"}, "URL 1 (http://h:99999/x): port out of range"},
+		{[]string{"http://user:s3cret@h/x"}, "URL 1 (http://user:xxxxx@h/x): user info is not sent: give credentials as a header (-H 'Authorization: Basic ...')"},
 	}
 	for _, tt := range bad {
 		t.Run(tt.want, func(t *testing.T) {

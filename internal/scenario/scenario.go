@@ -177,6 +177,11 @@ func checkURL(raw string) (*url.URL, string) {
 	if u.Hostname() == "" {
 		return nil, "no host name"
 	}
+	if u.User != nil {
+		// The engine sends no user info; a password here would only end up
+		// in the run's files.
+		return nil, "user info is not sent: give credentials as a header (-H 'Authorization: Basic ...')"
+	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 			return nil, "port out of range"

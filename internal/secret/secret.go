@@ -48,14 +48,6 @@ func IsSensitiveHeader(name string) bool {
 	return false
 }
 
-// HeaderValue returns value, or Redacted when the header name is sensitive.
-func HeaderValue(name, value string) string {
-	if IsSensitiveHeader(name) {
-		return Redacted
-	}
-	return value
-}
-
 // HeaderLine redacts a "Name: value" header as given to -H.
 func HeaderLine(line string) string {
 	name, _, ok := strings.Cut(line, ":")
@@ -66,6 +58,23 @@ func HeaderLine(line string) string {
 		return strings.TrimSpace(name) + ": " + Redacted
 	}
 	return line
+}
+
+// URL returns s with the password of its user info, if any, replaced by
+// Redacted; anything else is returned as it is.
+func URL(s string) string {
+	if !strings.Contains(s, "@") {
+		return s
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, has := u.User.Password(); !has {
+		return s
+	}
+	u.User = url.UserPassword(u.User.Username(), Redacted)
+	return u.String()
 }
 
 var kvPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]*)`)
@@ -100,19 +109,14 @@ func DSN(dsn string) string {
 }
 
 // Args redacts a command line: values of -H/--header, --postgres and any
-// flag whose name is sensitive.
+// flag whose name is sensitive (as a header name would be: --api-token).
 func Args(args []string) []string {
 	out := make([]string, len(args))
-	redactNext := ""
+	var redactNext func(string) string
 	for i, a := range args {
-		switch redactNext {
-		case "header":
-			out[i] = HeaderLine(a)
-			redactNext = ""
-			continue
-		case "dsn":
-			out[i] = DSN(a)
-			redactNext = ""
+		if redactNext != nil {
+			out[i] = redactNext(a)
+			redactNext = nil
 			continue
 		}
 		out[i] = a
@@ -121,19 +125,26 @@ func Args(args []string) []string {
 			continue
 		}
 		name, val, hasVal := strings.Cut(a, "=")
-		switch strings.TrimLeft(name, "-") {
-		case "H", "header":
-			if hasVal {
-				out[i] = name + "=" + HeaderLine(val)
-			} else {
-				redactNext = "header"
-			}
-		case "postgres":
-			if hasVal {
-				out[i] = name + "=" + DSN(val)
-			} else {
-				redactNext = "dsn"
-			}
+		flag := strings.TrimLeft(name, "-")
+		if flag == name || flag == "" {
+			out[i] = URL(a) // not a flag: a URL may carry a password
+			continue
+		}
+		var redact func(string) string
+		switch {
+		case flag == "H" || flag == "header":
+			redact = HeaderLine
+		case flag == "postgres":
+			redact = DSN
+		case IsSensitiveHeader(flag):
+			redact = func(string) string { return Redacted }
+		default:
+			continue
+		}
+		if hasVal {
+			out[i] = name + "=" + redact(val)
+		} else {
+			redactNext = redact
 		}
 	}
 	return out

@@ -47,14 +47,15 @@ func TestHeaders(t *testing.T) {
 
 func TestArgs(t *testing.T) {
 	args := []string{"hunt", "-H", "Authorization: Bearer tok1", "--header=Cookie: c=tok2", "-HX-Api-Key: tok3",
-		"--postgres", "postgres://u:tok4@h/db", "--postgres=postgres://u:tok5@h/db", "-H", "Accept: json"}
+		"--postgres", "postgres://u:tok4@h/db", "--postgres=postgres://u:tok5@h/db", "-H", "Accept: json",
+		"--api-token=tok6", "--session-key", "tok7", "http://127.0.0.1/keys", "http://u:tok8@127.0.0.1/"}
 	got := strings.Join(Args(args), " ")
-	for _, leak := range []string{"tok1", "tok2", "tok3", "tok4", "tok5"} {
+	for _, leak := range []string{"tok1", "tok2", "tok3", "tok4", "tok5", "tok6", "tok7", "tok8"} {
 		if strings.Contains(got, leak) {
 			t.Errorf("Args leaks %s: %s", leak, got)
 		}
 	}
-	if !strings.Contains(got, "Accept: json") {
+	if !strings.Contains(got, "Accept: json") || !strings.Contains(got, "http://127.0.0.1/keys") {
 		t.Errorf("Args redacted a harmless header: %s", got)
 	}
 }

@@ -36,9 +36,10 @@ const (
 	// ramp from the previous rate (one second covers connection set-up and
 	// the generator's first schedule corrections).
 	DefaultSettle = time.Second
-	// DefaultMaxCPUSeconds bounds one CPU profile. Go samples at 100 Hz, so
-	// 10 s of a busy core gives ~1,000 samples: enough to rank functions,
-	// and short enough to leave the rest of a long step unprofiled time.
+	// DefaultMaxCPUSeconds bounds a step's CPU profile (all its chunks,
+	// see cpuChunk). Go samples at 100 Hz, so 10 s of a busy core gives
+	// ~1,000 samples: enough to rank functions, and short enough to leave
+	// the rest of a long step unprofiled time.
 	DefaultMaxCPUSeconds = 10
 	// DefaultFetchTimeout bounds each snapshot fetch (heap, allocs, ...).
 	DefaultFetchTimeout = 10 * time.Second
@@ -73,7 +74,7 @@ type Config struct {
 	Client *http.Client
 	// Settle is the wait before each step's CPU profile (DefaultSettle).
 	Settle time.Duration
-	// MaxCPUSeconds bounds each CPU profile (DefaultMaxCPUSeconds).
+	// MaxCPUSeconds bounds each step's CPU profile (DefaultMaxCPUSeconds).
 	MaxCPUSeconds int
 	// FetchTimeout bounds each snapshot fetch (DefaultFetchTimeout).
 	FetchTimeout time.Duration

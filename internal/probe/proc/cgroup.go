@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -92,7 +93,7 @@ func exists(p string) bool {
 }
 
 func hasThrottling(p string) bool {
-	b, err := os.ReadFile(p)
+	b, err := readSmall(p)
 	return err == nil && bytes.Contains(b, []byte("nr_throttled"))
 }
 
@@ -105,17 +106,14 @@ func readSmall(p string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	b := make([]byte, maxCgroupFile)
-	n, err := f.Read(b)
-	if err != nil && n == 0 {
-		return nil, err
-	}
-	return b[:n], nil
+	return io.ReadAll(io.LimitReader(f, maxCgroupFile))
 }
 
 // read reads the cgroup's limit and cumulative throttling counters.
 func (c *cgroupCPU) read() (cgroupRaw, error) {
 	var r cgroupRaw
+	// cpu.stat's throttled time: v2 counts microseconds, v1 nanoseconds.
+	throttledKey, perSecond := "throttled_usec", 1e6
 	switch c.version {
 	case 2:
 		if b, err := readSmall(filepath.Join(c.dir, "cpu.max")); err == nil {
@@ -125,13 +123,6 @@ func (c *cgroupCPU) read() (cgroupRaw, error) {
 			}
 			r.quotaCores = q
 		}
-		b, err := readSmall(filepath.Join(c.dir, "cpu.stat"))
-		if err != nil {
-			return r, fmt.Errorf("cgroup cpu.stat: %w", err)
-		}
-		st := parseFlatKeyed(b)
-		r.periods, r.throttled = st["nr_periods"], st["nr_throttled"]
-		r.throttledS = float64(st["throttled_usec"]) / 1e6
 	case 1:
 		qb, err := readSmall(filepath.Join(c.dir, "cpu.cfs_quota_us"))
 		if err != nil {
@@ -146,14 +137,17 @@ func (c *cgroupCPU) read() (cgroupRaw, error) {
 			return r, err
 		}
 		r.quotaCores = q
-		b, err := readSmall(filepath.Join(c.dir, "cpu.stat"))
-		if err != nil {
-			return r, fmt.Errorf("cgroup cpu.stat: %w", err)
-		}
-		st := parseFlatKeyed(b)
-		r.periods, r.throttled = st["nr_periods"], st["nr_throttled"]
-		r.throttledS = float64(st["throttled_time"]) / 1e9 // v1 counts nanoseconds
+		throttledKey, perSecond = "throttled_time", 1e9
+	default:
+		return r, nil
 	}
+	b, err := readSmall(filepath.Join(c.dir, "cpu.stat"))
+	if err != nil {
+		return r, fmt.Errorf("cgroup cpu.stat: %w", err)
+	}
+	st := parseFlatKeyed(b)
+	r.periods, r.throttled = st["nr_periods"], st["nr_throttled"]
+	r.throttledS = float64(st[throttledKey]) / perSecond
 	return r, nil
 }
 
