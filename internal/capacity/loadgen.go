@@ -37,6 +37,9 @@ const (
 	// the offered one did not offer what it says (the plateau test uses
 	// 90% for the target; the generator's own shortfall is held tighter).
 	loadgenSentShare = 0.95
+	// loadgenBusyShare: a generator using at least half of the CPU it may
+	// use is busy enough for its schedule lag to be its own doing.
+	loadgenBusyShare = 0.5
 )
 
 // loadgenSignal says why the generator, not the target, limited step r, or
@@ -65,11 +68,15 @@ func loadgenSignal(r StepResult, breached bool) string {
 	if intended > 0 && float64(r.Dropped) > loadgenDroppedShare*intended {
 		return fmt.Sprintf("generator dropped %d of %.0f arrivals (%.2g%%, limit %g%%): its in-flight bound was reached", r.Dropped, intended, 100*float64(r.Dropped)/intended, 100*loadgenDroppedShare)
 	}
+	// Lag in a passing step is the generator's own only when it is busy:
+	// an idle generator that sends late was kept waiting by the machine or
+	// by the target (connections it could not open), not by its own work.
+	busy := r.LoadgenCPULimit > 0 && r.LoadgenCPU >= loadgenBusyShare*r.LoadgenCPULimit
 	offeredShort := r.OfferedRPS > 0 && r.AchievedRPS < loadgenSentShare*r.OfferedRPS
-	if enough && offeredShort && r.LagP99 > loadgenLagP99 {
+	if enough && busy && offeredShort && r.LagP99 > loadgenLagP99 {
 		return fmt.Sprintf("generator schedule lag p99 %v above %v while only %.0f%% of the offered rate was sent", r.LagP99, loadgenLagP99, 100*r.AchievedRPS/r.OfferedRPS)
 	}
-	if enough && offeredShort && r.LagP99 > loadgenLagP99/2 && float64(r.Late) > loadgenLateShare*float64(r.Requests) {
+	if enough && busy && offeredShort && r.LagP99 > loadgenLagP99/2 && float64(r.Late) > loadgenLateShare*float64(r.Requests) {
 		return fmt.Sprintf("generator sent %d of %d requests late (%.2g%%, limit %g%%) and fell short of the offered rate", r.Late, r.Requests, 100*float64(r.Late)/float64(r.Requests), 100*loadgenLateShare)
 	}
 	return ""
@@ -85,7 +92,8 @@ func LoadgenSaturated(steps []StepRecord) (bool, string) {
 		if !st.Plan.Phase.Measured() {
 			continue
 		}
-		breached := st.Verdict == VerdictBreach
+		// A plateau fails too: the target did not keep up.
+		breached := st.Verdict == VerdictBreach || st.Verdict == VerdictPlateau
 		if why := loadgenSignal(st.Result, breached); why != "" {
 			return true, fmt.Sprintf("step %d at %.4g req/s: %s", st.Plan.Index, offered(st), why)
 		}

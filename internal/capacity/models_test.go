@@ -279,9 +279,15 @@ func TestLoadgenSaturated(t *testing.T) {
 		{"cpu with headroom", []StepRecord{with(ok(200), func(r *StepResult) { r.LoadgenCPU, r.LoadgenCPULimit = 1.0, 2 })}, ""},
 		{"lag from a few sends is noise", []StepRecord{with(ok(10), func(r *StepResult) { r.LagP99, r.Requests = 67*ms, 40 })}, ""},
 		{"lag while the offered rate was sent", []StepRecord{with(ok(200), func(r *StepResult) { r.LagP99 = 25 * ms })}, ""},
-		{"lag and the offered rate not sent", []StepRecord{with(ok(200), func(r *StepResult) { r.LagP99, r.AchievedRPS = 25*ms, 150 })}, "lag"},
-		{"late and short of the rate", []StepRecord{with(ok(200), func(r *StepResult) { r.Late, r.LagP99, r.AchievedRPS = 200, 8*ms, 150 })}, "late"},
-		{"late by a millisecond is timer noise", []StepRecord{with(ok(200), func(r *StepResult) { r.Late, r.LagP99, r.AchievedRPS = 200, 2*ms, 150 })}, ""},
+		{"lag, the offered rate not sent, a busy generator", []StepRecord{with(ok(200), func(r *StepResult) { r.LagP99, r.AchievedRPS, r.LoadgenCPU, r.LoadgenCPULimit = 25*ms, 150, 1.2, 2 })}, "lag"},
+		{"lag, the offered rate not sent, an idle generator", []StepRecord{with(ok(200), func(r *StepResult) { r.LagP99, r.AchievedRPS, r.LoadgenCPU, r.LoadgenCPULimit = 25*ms, 150, 0.07, 2 })}, ""},
+		{"late and short of the rate", []StepRecord{with(ok(200), func(r *StepResult) {
+			r.Late, r.LagP99, r.AchievedRPS, r.LoadgenCPU, r.LoadgenCPULimit = 200, 8*ms, 150, 1.2, 2
+		})}, "late"},
+		{"a plateau with lag is the target's", []StepRecord{with(step(PhaseProbe, 640, 138*ms, VerdictPlateau), func(r *StepResult) { r.LagP99, r.AchievedRPS, r.Requests = 42*ms, 396, 2446 })}, ""},
+		{"late by a millisecond is timer noise", []StepRecord{with(ok(200), func(r *StepResult) {
+			r.Late, r.LagP99, r.AchievedRPS, r.LoadgenCPU, r.LoadgenCPULimit = 200, 2*ms, 150, 1.2, 2
+		})}, ""},
 		{"breach explained by lag, target fast", []StepRecord{with(step(PhaseProbe, 400, 60*ms, VerdictBreach), func(r *StepResult) { r.LagP99, r.ServiceP99 = 50*ms, 5*ms })}, "lag"},
 		{"breach with lag but a slow target is the target's", []StepRecord{with(step(PhaseProbe, 400, 60*ms, VerdictBreach), func(r *StepResult) { r.LagP99, r.ServiceP99 = 50*ms, 55*ms })}, ""},
 		{"dropped", []StepRecord{with(ok(200), func(r *StepResult) { r.Dropped = 50 })}, "dropped"},
