@@ -43,7 +43,7 @@ func (r cacheOpportunity) Check(in *Input) Result {
 		return Result{RuledOut: fmt.Sprintf("could not check: only %d requests traced at the knee (need %d)", focus.requests, traceMinRequests)}
 	}
 	var best *trRead
-	bestImpact := 0.0
+	bestImpact, bestOverMS := 0.0, 0.0
 	commonest := ""
 	for i := range focus.reads {
 		rd := &focus.reads[i]
@@ -53,9 +53,15 @@ func (r cacheOpportunity) Check(in *Input) Result {
 			}
 			continue
 		}
-		impact := clamp01(rd.timeMS / focus.totalMS)
+		// The identical calls' own time, and the connections they waited
+		// for (an expensive read fills the pool).
+		overMS := 0.0
+		if rd.calls > 0 {
+			overMS = focus.overheadMS[rd.endpoint][rd.resource] * float64(rd.identCalls) / float64(rd.calls)
+		}
+		impact := clamp01((rd.timeMS + overMS) / focus.totalMS)
 		if best == nil || impact > bestImpact {
-			best, bestImpact = rd, impact
+			best, bestImpact, bestOverMS = rd, impact, overMS
 		}
 	}
 	if best == nil && !trHasStatements(focus) {
@@ -87,6 +93,9 @@ func (r cacheOpportunity) Check(in *Input) Result {
 			{Source: "otlp", What: "distinct parameter sets among the read's calls at the knee", Value: float64(rd.distinct), Unit: "sets"},
 			{Source: "otlp", What: "calls of the read at the knee", Value: float64(rd.calls), Unit: "calls"},
 		},
+	}
+	if bestOverMS > 0 {
+		f.Evidence = append(f.Evidence, report.Evidence{Source: "otlp", What: "time waiting for pooled connections before the identical calls, per request making them", Value: round3(bestOverMS / float64(rd.requests)), Unit: "ms"})
 	}
 	what := rd.resource.Name
 	if rd.resource.Kind == trace.KindDB {
@@ -126,7 +135,7 @@ func (r cacheOpportunity) Check(in *Input) Result {
 		}
 	}
 	f.Confidence = round3(min(conf, confCeiling))
-	perReqMS := rd.timeMS / float64(focus.requests)
+	perReqMS := (rd.timeMS + bestOverMS) / float64(focus.requests)
 	limiting, ofService := patternLimiting(in, v.focusStep, perReqMS)
 	if ofService > 0 {
 		f.Evidence = append(f.Evidence, report.Evidence{Source: "loadgen", What: "share of the mean service time at the knee in the identical read", Value: round3(ofService), Unit: "ratio"})

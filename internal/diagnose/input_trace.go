@@ -447,6 +447,7 @@ type trRead struct {
 	// calls is every call of the resource by the endpoint, distinct the
 	// parameter sets among them (an ideal cache would miss only those).
 	calls, distinct int
+	identCalls      int     // the identical calls among them
 	meanCallMS      float64 // of the identical calls
 	timeMS          float64 // in the identical calls, summed over the requests
 	// timeShare is the time in the identical calls over the duration of
@@ -531,6 +532,7 @@ func trAggregateReads(shapes []trShape, st *stepTraces) []trRead {
 			share:      float64(best.reqs) / float64(e.reqs),
 			calls:      e.calls[bestID.res],
 			distinct:   len(e.keys[bestID.res]),
+			identCalls: best.calls,
 			meanCallMS: float64(best.ns) / float64(best.calls) / 1e6,
 			timeMS:     float64(best.ns) / 1e6,
 		}

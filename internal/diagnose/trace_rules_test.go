@@ -431,6 +431,10 @@ func TestCacheOpportunity(t *testing.T) {
 		{name: "parameterless aggregate in every request", opts: synthOpts{baseReqs: 40, focusReqs: 200, focusShape: summaryShape(20, 2),
 			pg: map[string]synthPG{qSummary: {1, 4, 19}}},
 			fire: true, locus: report.Locus{Endpoint: synthEndpoint, Query: qSummary}, limiting: limYes, minImpact: 0.85},
+		{name: "the read's connection waits count as its time", opts: synthOpts{baseReqs: 40, focusReqs: 200, focusShape: func(int) (float64, []synthCall) {
+			return 35, []synthCall{{atMS: 0.1, durMS: 30, dbName: "pool.acquire"}, {atMS: 30.2, durMS: 3, query: qSummary, args: fpEmpty}}
+		}, pg: map[string]synthPG{qSummary: {1, 4, 2.9}}},
+			fire: true, locus: report.Locus{Endpoint: synthEndpoint, Query: qSummary}, minImpact: 0.9},
 		{name: "near miss: lookups by id differ per request", opts: synthOpts{baseReqs: 40, focusReqs: 200, focusShape: nPlusOneShape(1, 20, 2, true),
 			pg: map[string]synthPG{qCustomer: {1, 1, 19}}},
 			ruledOut: "no read repeats with identical parameters in most requests"},
