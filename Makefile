@@ -25,7 +25,7 @@ unit:
 
 # End-to-end hunts of the zoo, with short steps; -v prints the accuracy table.
 e2e:
-	$(GO) test -count=1 -timeout 25m -v ./e2e/...
+	$(GO) test -count=1 -timeout 40m -v ./e2e/...
 
 build:
 	$(GO) build -o bin/chokepoint ./cmd/chokepoint

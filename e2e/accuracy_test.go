@@ -56,8 +56,8 @@ const healthyMaxRate = 1000
 
 // CI budgets of the hunts (bench/accuracy.sh runs them at full length).
 const (
-	bottleneckHuntDuration = 30 * time.Second
-	fixedHuntDuration      = 20 * time.Second
+	bottleneckHuntDuration = 25 * time.Second
+	fixedHuntDuration      = 15 * time.Second
 )
 
 type row struct {

@@ -133,7 +133,7 @@ func hunt(t *testing.T, urls []string, o huntOpts) *report.Report {
 	if os.Getenv("CHOKEPOINT_E2E_FULL") != "1" {
 		// CI: short steps. bench/accuracy.sh sets CHOKEPOINT_E2E_FULL=1 for
 		// hunts with the default flags.
-		args = append(args, "--max-duration", o.maxDuration.String(), "--min-step", "2s", "--max-step", "4s")
+		args = append(args, "--max-duration", o.maxDuration.String(), "--min-step", "2s", "--max-step", "3s")
 	}
 	if o.maxRate > 0 {
 		args = append(args, "--max-rate", fmt.Sprint(o.maxRate))
