@@ -764,3 +764,36 @@ func TestRecordsAreJSONLines(t *testing.T) {
 		t.Errorf("record spans lines: %s", b)
 	}
 }
+
+// TestSecondRunAfterExplain: with pg_stat_statements.track = all, the first
+// run's EXPLAIN of a statement leaves a nested entry with the probe's text
+// under the statement's queryid; a second run on the same database must
+// still report the application's statement, not mistake it for its own.
+func TestSecondRunAfterExplain(t *testing.T) {
+	dsn := ordersDB(t)
+	for run := 1; run <= 2; run++ {
+		sink := newWatchSink(t, func(recs []evidence.PG) bool {
+			if run == 1 {
+				return planFor(recs, "customer_id") != nil
+			}
+			for _, r := range recs {
+				for _, s := range r.Statements {
+					if s.Query == ordersQuery {
+						return true
+					}
+				}
+			}
+			return false
+		})
+		_, stop := runProbe(t, Config{DSN: secret.String(dsn)}, sink)
+		workload(t, dsn, ordersQuery, 2, 1500*time.Millisecond, 300)
+		select {
+		case <-sink.done:
+		case <-time.After(waitTimeout):
+			t.Errorf("run %d: the statement's evidence did not arrive", run)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -103,7 +103,7 @@ func (c *collector) statements(ctx context.Context, w *windowState, now time.Tim
 	fn := pgx.Identifier{c.pgssSchema, "pg_stat_statements"}.Sanitize()
 	rows, err := c.conn.Query(ctx, `SELECT `+marker+` queryid, sum(calls)::int8, sum(total_exec_time)::float8, sum(rows)::int8,
 		sum(shared_blks_hit)::int8, sum(shared_blks_read)::int8, sum(temp_blks_written)::int8
-		FROM `+fn+`(false) WHERE dbid = $1 AND queryid IS NOT NULL GROUP BY queryid LIMIT `+strconv.Itoa(maxTracked), c.dbOID)
+		FROM `+fn+`(false) WHERE dbid = $1 AND queryid IS NOT NULL`+c.topLevelOnly()+` GROUP BY queryid LIMIT `+strconv.Itoa(maxTracked), c.dbOID)
 	if err != nil {
 		c.p.fail(c.r, "pg_stat_statements", err)
 		return
@@ -175,8 +175,12 @@ func (c *collector) statements(ctx context.Context, w *windowState, now time.Tim
 // fetchTexts reads the normalised texts of statements seen for the first time.
 func (c *collector) fetchTexts(ctx context.Context, ids []int64) {
 	fn := pgx.Identifier{c.pgssSchema, "pg_stat_statements"}.Sanitize()
+	// With pg_stat_statements.track = all, the probe's own EXPLAIN of a
+	// prepared copy leaves a nested entry under the same queryid with the
+	// probe's text: prefer the application's top-level text.
 	rows, err := c.conn.Query(ctx, `SELECT `+marker+` DISTINCT ON (queryid) queryid, query FROM `+fn+`(true)
-		WHERE dbid = $1 AND queryid = ANY($2) AND query IS NOT NULL`, c.dbOID, ids)
+		WHERE dbid = $1 AND queryid = ANY($2) AND query IS NOT NULL`+c.topLevelOnly()+`
+		ORDER BY queryid, (position($3 in query) > 0)`, c.dbOID, ids, marker)
 	if err != nil {
 		c.p.fail(c.r, "pg_stat_statements texts", err)
 		return
@@ -382,4 +386,15 @@ func (c *collector) database(ctx context.Context, w *windowState, now time.Time,
 	if err := c.emit(evidence.PG{T: now.UnixMilli(), Kind: evidence.PGKindDatabase, WindowMS: windowMS, Database: rec}); err != nil {
 		c.p.fail(c.r, "write database", err)
 	}
+}
+
+// topLevelOnly restricts pg_stat_statements to statements the clients sent
+// (PostgreSQL 14+ records nested ones separately under the same queryid):
+// what the probe runs inside its own EXPLAIN must not count as the
+// application's work.
+func (c *collector) topLevelOnly() string {
+	if c.server != nil && c.server.VersionNum >= 140000 {
+		return " AND toplevel"
+	}
+	return ""
 }
