@@ -119,12 +119,16 @@ func checkMode(t *testing.T, m zoo.Mode) {
 	if m.NeedsDB {
 		pg = zooDSN(t)
 	}
+	if m.Name == zoo.DBConnectionsSaturate {
+		// The server's connection cap must be within a short hunt's reach.
+		pg = smallClusterDSN(t)
+	}
 	// Traces go to the hunt's own OTLP receiver on a free low port.
 	otlpAddr, err := lowport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := startZoo(t, m.Name, false, "http://"+otlpAddr)
+	p := startZooOn(t, m.Name, false, "http://"+otlpAddr, pg)
 	urls := make([]string, len(m.Paths))
 	for i, path := range m.Paths {
 		urls[i] = p.URL() + path
@@ -178,7 +182,7 @@ func checkMode(t *testing.T, m zoo.Mode) {
 	} else if rep.Capacity.MaxRPS != nil {
 		limit = 2 * *rep.Capacity.MaxRPS
 	}
-	fp := startZoo(t, m.Name, true, "http://"+otlpAddr)
+	fp := startZooOn(t, m.Name, true, "http://"+otlpAddr, pg)
 	furls := make([]string, len(m.Paths))
 	for i, path := range m.Paths {
 		furls[i] = fp.URL() + path

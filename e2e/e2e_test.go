@@ -64,8 +64,15 @@ func zooDSN(t *testing.T) string {
 	return seedDSN
 }
 
-// startZoo runs the zoo in a process of its own.
+// startZoo runs the zoo in a process of its own, on the shared seeded
+// database when the mode needs one.
 func startZoo(t *testing.T, mode string, fixed bool, otlp string) *zoo.Process {
+	t.Helper()
+	return startZooOn(t, mode, fixed, otlp, "")
+}
+
+// startZooOn is startZoo on the database at dsn ("" = the shared one).
+func startZooOn(t *testing.T, mode string, fixed bool, otlp, dsn string) *zoo.Process {
 	t.Helper()
 	m, ok := zoo.LookupMode(mode)
 	if !ok {
@@ -73,7 +80,10 @@ func startZoo(t *testing.T, mode string, fixed bool, otlp string) *zoo.Process {
 	}
 	cfg := zoo.Config{Bottlenecks: []string{mode}, Fixed: fixed, OTLPEndpoint: otlp}
 	if m.NeedsDB {
-		cfg.DSN = zooDSN(t)
+		cfg.DSN = dsn
+		if dsn == "" {
+			cfg.DSN = zooDSN(t)
+		}
 	}
 	var stderr bytes.Buffer
 	p, err := zoo.StartProcess(context.Background(), os.Args[0], cfg, &lockedWriter{w: &stderr})
@@ -202,4 +212,36 @@ func machineLock(t *testing.T) {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	})
+}
+
+// smallClusterConnections is max_connections of the cluster the
+// connections-saturated mode is hunted on: small enough that a short CI
+// hunt reaches it (the zoo's own test uses 30).
+const smallClusterConnections = 20
+
+// smallClusterDSN starts a PostgreSQL of its own with few connections,
+// seeds it for the zoo and stops it when the test ends.
+func smallClusterDSN(t *testing.T) string {
+	t.Helper()
+	if err := testpg.Available(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := testpg.Start(ctx, testpg.Options{MaxConnections: smallClusterConnections})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop(context.Background()) })
+	dsn, err := c.CreateDatabase(ctx, "zoo_small")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := zoo.Seed(ctx, dsn, 1); err != nil {
+		t.Fatal(err)
+	}
+	return dsn
 }
