@@ -61,7 +61,7 @@ func StartProcess(ctx context.Context, binary string, cfg Config, stderr io.Writ
 	cmd := exec.Command(binary, args...)
 	// The DSN goes through the environment, never the command line (which
 	// any local user can read).
-	cmd.Env = append(os.Environ(), "ZOO_DSN="+cfg.DSN)
+	cmd.Env = append(append(os.Environ(), cfg.Env...), "ZOO_DSN="+cfg.DSN)
 	if stderr != nil {
 		cmd.Stderr = stderr
 	}

@@ -80,6 +80,9 @@ type Config struct {
 	// mode may change process-wide state: cpu.throttled moves the process
 	// into a CPU-limited cgroup. Without it cpu.throttled is refused.
 	Isolated bool
+	// Env is extra environment ("NAME=value") for the process StartProcess
+	// starts; Start ignores it.
+	Env []string
 }
 
 // ErrNeedsProcess is returned by Start for cpu.throttled without

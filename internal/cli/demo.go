@@ -109,8 +109,6 @@ func runDemo(ctx context.Context, env *Env, f *demoFlags) error {
 	}
 	// The zoo runs as a process of its own (this binary, told so by the
 	// environment) so that its CPU, memory and threads are its own.
-	os.Setenv(DemoChildEnv, "1")
-	defer os.Unsetenv(DemoChildEnv)
 	fixed := ""
 	if f.fixed {
 		fixed = " (fixed)"
@@ -121,7 +119,8 @@ func runDemo(ctx context.Context, env *Env, f *demoFlags) error {
 		return Exit(ExitInternal, err)
 	}
 	say("starting the zoo with bottleneck %s%s", mode, fixed)
-	p, err := zoo.StartProcess(ctx, exe, zoo.Config{DSN: dsn, Bottlenecks: []string{mode}, Fixed: f.fixed, OTLPEndpoint: "http://" + otlpAddr}, io.Discard)
+	p, err := zoo.StartProcess(ctx, exe, zoo.Config{DSN: dsn, Bottlenecks: []string{mode}, Fixed: f.fixed, OTLPEndpoint: "http://" + otlpAddr,
+		Env: []string{DemoChildEnv + "=1"}}, io.Discard)
 	if err != nil {
 		return Exit(ExitInternal, err)
 	}
