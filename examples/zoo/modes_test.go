@@ -67,12 +67,14 @@ func TestModeProofs(t *testing.T) {
 		{mode: IODisk, conc: 16},
 		{mode: NetConnectionLimit, conc: 32, check: func(broken, fixed loadResult) error {
 			// Connections beyond the cap and backlog wait for a slot or
-			// time out: the tail, not the rate, shows the limit.
+			// time out: the tail shows the limit when SYNs are dropped, the
+			// rate when they queue (issue 3: twice the throughput at the
+			// same objective, or half the p99).
 			if fixed.errorRate() > 0.01 {
 				return fmt.Errorf("fixed twin has %.1f%% errors", 100*fixed.errorRate())
 			}
-			if broken.p99 < 2*fixed.p99 {
-				return fmt.Errorf("broken p99 %v is not twice the fixed %v", broken.p99, fixed.p99)
+			if broken.p99 < 2*fixed.p99 && fixed.goodRPS < minGain*broken.goodRPS {
+				return fmt.Errorf("broken p99 %v is not twice the fixed %v, nor does the fixed twin serve %.1f x %.0f req/s (%.0f)", broken.p99, fixed.p99, minGain, broken.goodRPS, fixed.goodRPS)
 			}
 			return nil
 		}},
