@@ -17,28 +17,31 @@ import (
 // must pass in CI. The others run with CHOKEPOINT_E2E_ALL=1 (and in
 // bench/accuracy.sh), so the table shows where the diagnosis stands.
 var diagnosed = map[string]bool{
-	zoo.None:                  true,
-	zoo.DBMissingIndex:        true,
-	zoo.DBLockWait:            true,
-	zoo.ConcurrencyLimit:      true,
-	zoo.IODisk:                true,
-	zoo.NetConnectionLimit:    true,
-	zoo.ErrorsUnderLoad:       true,
-	zoo.PayloadLarge:          true,
-	zoo.CPUHotPath:            true,
-	zoo.GCPressure:            true,
-	zoo.LockContention:        true,
-	zoo.CPUThrottled:          true,
-	zoo.MemoryLeak:            true,
-	zoo.DBNPlusOne:            true,
-	zoo.DownstreamSlow:        true,
-	zoo.DownstreamRedundant:   true,
-	zoo.CacheOpportunity:      true,
-	zoo.DBSlowQuery:           true,
-	zoo.DBPoolExhausted:       true,
-	zoo.DBConnectionsSaturate: true,
-	zoo.DBConnectionChurn:     true,
-	zoo.DownstreamSerial:      true,
+	zoo.None:                true,
+	zoo.DBMissingIndex:      true,
+	zoo.DBLockWait:          true,
+	zoo.ConcurrencyLimit:    true,
+	zoo.IODisk:              true,
+	zoo.NetConnectionLimit:  true,
+	zoo.ErrorsUnderLoad:     true,
+	zoo.PayloadLarge:        true,
+	zoo.CPUHotPath:          true,
+	zoo.GCPressure:          true,
+	zoo.LockContention:      true,
+	zoo.CPUThrottled:        true,
+	zoo.MemoryLeak:          true,
+	zoo.DBNPlusOne:          true,
+	zoo.DownstreamSlow:      true,
+	zoo.DownstreamRedundant: true,
+	zoo.CacheOpportunity:    true,
+	zoo.DBSlowQuery:         true,
+	zoo.DBPoolExhausted:     true,
+	// zoo.DBConnectionsSaturate: its rule fires on recorded runs
+	// (internal/diagnose/testdata/cases/db.connections-saturated-zoo), but a
+	// CI-length hunt does not reach even a 20-connection cap (10 of 17 in use
+	// at 640 req/s after 25 s); bench/accuracy.sh runs it at full length.
+	zoo.DBConnectionChurn: true,
+	zoo.DownstreamSerial:  true,
 }
 
 // latencyFixes are modes whose fix shortens each request rather than raise
