@@ -32,6 +32,13 @@ if [ ${#need[@]} -gt 0 ]; then
   # The packaged nginx and postgresql services are not wanted: tests start their own.
   (service nginx stop || true) >/dev/null 2>&1
   (service postgresql stop || true) >/dev/null 2>&1
+  # A fresh machine gets PostgreSQL above; its hypopg needs the version.
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/initdb" ] && pg_major=$(basename "$(dirname "$d")")
+  done
+  if [ -n "$pg_major" ] && ! ls /usr/share/postgresql/"$pg_major"/extension/hypopg.control >/dev/null 2>&1; then
+    apt-get install -y -qq --no-install-recommends "postgresql-$pg_major-hypopg" >/dev/null || echo "install-deps: hypopg unavailable; its test will skip" >&2
+  fi
 fi
 
 go mod download
