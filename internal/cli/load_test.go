@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,9 +27,14 @@ func runCLI(ctx context.Context, args ...string) (code int, stdout, stderr strin
 }
 
 func TestLoadCommand(t *testing.T) {
-	var auth []string
+	var (
+		mu   sync.Mutex
+		auth []string
+	)
 	srv := lowport.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
 		auth = append(auth, r.Header.Get("Authorization"))
+		mu.Unlock()
 		if r.URL.Path == "/missing" {
 			w.WriteHeader(404)
 		}
@@ -51,6 +57,8 @@ func TestLoadCommand(t *testing.T) {
 	if sum.Requests != 100 || sum.Errors != 0 || sum.StatusCodes["404"] == 0 || len(sum.Thresholds) != 2 || sum.RunDir != dir {
 		t.Errorf("summary %+v", sum)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if len(auth) != 100 || auth[0] != "Bearer s3cr3t-t0ken" {
 		t.Errorf("the header was not sent: %d requests, first %q", len(auth), auth[0])
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,7 +34,10 @@ type h1Transport struct {
 	origins map[string]*h1Origin
 	conns   map[*h1Conn]struct{} // every open connection, for abort
 	aborted atomic.Bool
-	ctx     context.Context // cancelled by abort (stops dials)
+	gate    atomic.Pointer[readGate] // set during open-model runs that may defer reads
+	poll    *poller                  // private epoll set for pollConns, made on first use (mu)
+	noPoll  bool                     // no poller: never try again (mu)
+	ctx     context.Context          // cancelled by abort (stops dials)
 	cancel  context.CancelFunc
 }
 
@@ -47,10 +51,14 @@ type h1Origin struct {
 
 	mu   sync.Mutex
 	idle []*h1Conn
+	ap   netip.AddrPort // the resolved address, for pollConns (mu)
+	apOK bool
 }
 
 type h1Conn struct {
 	nc       net.Conn
+	rx       *pollConn // nc when it is one (kernel receive timestamps), else nil
+	rxEnd    int64     // receive timestamp of the last exchange's end, 0: unknown
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	origin   *h1Origin
@@ -81,6 +89,7 @@ type h1Client struct {
 	t       *h1Transport
 	lastKey string
 	last    *h1Origin
+	rxLast  int64 // see h1Conn.rxEnd, for the last do
 }
 
 func (t *h1Transport) newClient() client { return &h1Client{t: t} }
@@ -153,6 +162,8 @@ func (c *h1Client) origin(key, authority string, secure bool) *h1Origin {
 	return o
 }
 
+func (c *h1Client) rxEnd() int64 { return c.rxLast }
+
 // do sends r and reads its answer. A keep-alive connection that turns out
 // to have been closed by the server (nothing read back) is retried once on
 // a fresh one, as browsers and net/http do.
@@ -162,6 +173,7 @@ func (c *h1Client) do(r *scenario.Request) (status int, in, out int64, err error
 		return 0, 0, 0, err
 	}
 	o := c.origin(key, authority, secure)
+	c.rxLast = 0
 	deadline := time.Now().Add(c.t.timeout)
 	for attempt := 0; ; attempt++ {
 		conn, err := c.t.get(o, deadline, attempt > 0)
@@ -169,6 +181,7 @@ func (c *h1Client) do(r *scenario.Request) (status int, in, out int64, err error
 			return 0, 0, 0, err
 		}
 		status, in, out, reusable, stale, err := conn.exchange(c.t, r, uri, deadline)
+		c.rxLast = conn.rxEnd
 		if err == nil && c.t.aborted.Load() {
 			err = errAborted
 		}
@@ -210,7 +223,13 @@ func (t *h1Transport) get(o *h1Origin, deadline time.Time, fresh bool) (*h1Conn,
 	t.mu.Unlock()
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	nc, err := t.dialer.DialContext(dctx, "tcp", o.addr)
+	var nc net.Conn
+	var err error
+	if p := t.pollerFor(o); p != nil {
+		nc, err = t.dialPoll(dctx, p, o, deadline)
+	} else {
+		nc, err = t.dialer.DialContext(dctx, "tcp", o.addr)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -231,6 +250,7 @@ func (t *h1Transport) get(o *h1Origin, deadline time.Time, fresh bool) (*h1Conn,
 		nc = tlsConn
 	}
 	c := &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, readBufSize), bw: bufio.NewWriterSize(nc, 4<<10), origin: o}
+	c.rx, _ = nc.(*pollConn)
 	t.mu.Lock()
 	t.conns[c] = struct{}{}
 	aborted := t.aborted.Load()
@@ -321,6 +341,14 @@ func (c *h1Conn) exchange(t *h1Transport, r *scenario.Request, uri string, deadl
 	if err != nil {
 		return 0, 0, out, false, !errors.Is(err, errBadRequest), err
 	}
+	c.rxEnd = 0
+	stamped := c.rx != nil && c.br.Buffered() == 0 // else bytes read before are the answer's
+	if stamped {
+		if g := t.gate.Load(); g != nil {
+			g.wait()
+		}
+		c.rx.rxStamp() // forget what came before
+	}
 	h, started, err := readHead(c.br)
 	in = h.headBytes
 	if err != nil {
@@ -332,6 +360,9 @@ func (c *h1Conn) exchange(t *h1Transport, r *scenario.Request, uri string, deadl
 		return h.status, in, out, false, false, err
 	}
 	c.used = true
+	if stamped {
+		c.rxEnd = c.rx.rxStamp()
+	}
 	return h.status, in, out, reusable, false, nil
 }
 

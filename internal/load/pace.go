@@ -20,7 +20,8 @@ type pacer struct {
 	next     time.Duration // the next arrival, while !done
 	n        int64         // dispatched so far
 	done     bool
-	ranOut   bool // done because the schedule ended (not max or ctx)
+	ranOut   bool      // done because the schedule ended (not max or ctx)
+	gate     *readGate // nil: workers never wait for the pacer's wake-up
 }
 
 func newPacer(arr *arrivals, until time.Duration, maxArrivals int64, dispatch func(time.Duration)) *pacer {
@@ -76,6 +77,13 @@ func (p *pacer) run(ctx context.Context, clk clock) int64 {
 		}
 		finished, next, ranOut := p.done, p.next, p.ranOut
 		p.mu.Unlock()
+		if p.gate != nil {
+			if finished {
+				p.gate.close()
+			} else {
+				p.gate.release(next)
+			}
+		}
 		if finished {
 			if ranOut {
 				clk.sleepUntil(ctx, p.until) // hold the run's full length

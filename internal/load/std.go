@@ -70,6 +70,9 @@ type stdClient struct {
 
 func (t *stdTransport) newClient() client { return &stdClient{t: t} }
 
+// rxEnd: net/http does not expose receive timestamps.
+func (c *stdClient) rxEnd() int64 { return 0 }
+
 func (c *stdClient) do(r *scenario.Request) (status int, in, out int64, err error) {
 	t := c.t
 	t.mu.Lock()
