@@ -550,10 +550,11 @@ func clClassify(p *profile.Profile, sampleType string) (clWaiters, bool) {
 	return w, true
 }
 
-// clGoroutineWaiters reads the goroutine profile taken at a step: request
-// goroutines by where they wait.
+// clGoroutineWaiters reads the goroutine profile taken while a step's load
+// ran (mid-step; runs recorded before it existed have only the one taken as
+// the step ended): request goroutines by where they wait.
 func (in *Input) clGoroutineWaiters(step int) (clWaiters, bool) {
-	p, _, ok := in.clProfile(evidence.ProfileGoroutine, "", step, true)
+	p, _, ok := in.clProfile(evidence.ProfileGoroutine, evidence.ProfileMidStep, step, true)
 	if !ok {
 		return clWaiters{}, false
 	}

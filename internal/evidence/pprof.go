@@ -24,13 +24,19 @@ const (
 	// the same type: what happened during the step alone. Written for
 	// allocs, mutex and block as profiles/<type>-delta-<step>.pb.gz.
 	ProfileDelta = "delta"
+	// ProfileMidStep is a snapshot taken while the step's load runs,
+	// halfway through it (or as it ended, when it ended sooner): the
+	// goroutine profile with the step's queues still full. Written as
+	// profiles/<type>-mid-<step>.pb.gz; the snapshot as the step ended is
+	// still written as ProfileFetched.
+	ProfileMidStep = "mid-step"
 )
 
 // ProfileRecord indexes one profile file in ProfilesStream (profiles.jsonl).
 type ProfileRecord struct {
 	T    int64  `json:"t"`    // when the file was written
 	Type string `json:"type"` // ProfileCPU, ProfileHeap, ...
-	Kind string `json:"kind"` // ProfileFetched, ProfileBaseline, ProfileDelta
+	Kind string `json:"kind"` // ProfileFetched, ProfileBaseline, ProfileDelta, ProfileMidStep
 	Step int    `json:"step"` // the step's index
 	File string `json:"file"` // path inside the run directory, e.g. profiles/cpu-3.pb.gz
 	// StartMS and EndMS bound the time the profile covers: the CPU profile's

@@ -64,6 +64,53 @@ type Span struct {
 	// Peer is the remote end of a client span as host:port (server.address
 	// and server.port, net.peer.name and net.peer.port, or peer.service).
 	Peer string `json:"peer,omitempty"`
+
+	// SampleRate is the probability with which the receiver kept this
+	// span's trace (whole traces are kept or dropped by trace id; see
+	// SpanWindow). 0 means the trace was not sampled: every trace of its
+	// second was kept. Weight is what the span stands for in counts.
+	SampleRate float64 `json:"sample_rate,omitempty"`
+}
+
+// Weight is the number of traces of the target that this span's trace
+// stands for: 1/SampleRate, or 1 when every trace was kept. Rates and
+// counts computed from spans.jsonl are scaled by it; ratios within one
+// trace (calls per request, critical-path shares) need no scaling.
+func (s Span) Weight() float64 {
+	if s.SampleRate <= 0 || s.SampleRate >= 1 {
+		return 1
+	}
+	return 1 / s.SampleRate
+}
+
+// SpanWindowsStream is the OTLP receiver's per-second account of what it
+// received and kept (SpanWindow records), beside SpansStream.
+const SpanWindowsStream = "span_windows.jsonl"
+
+// SpanWindow is one second of span arrival at the OTLP receiver: how many
+// spans and traces arrived, how many were kept, and at which rate. Written
+// for each second in which a span arrived.
+type SpanWindow struct {
+	T int64 `json:"t"` // the second of arrival (its start), Unix milliseconds
+	// SampleRate is the probability that a trace first seen in this second
+	// was kept (1: all were). Traces are kept whole, decided by their id.
+	SampleRate float64 `json:"sample_rate"`
+	SpansSeen  int64   `json:"spans_seen"`
+	SpansKept  int64   `json:"spans_kept"`
+	// TracesSeen counts distinct trace ids; exact when SampleRate is 1,
+	// otherwise estimated from the kept ones (kept / rate).
+	TracesSeen int64 `json:"traces_seen"`
+	TracesKept int64 `json:"traces_kept"`
+	// TracesContinued is how many of the kept traces were kept in the
+	// previous second and went on in this one (kept at that second's rate,
+	// which their spans carry).
+	TracesContinued int64 `json:"traces_continued,omitempty"`
+	// SpansCapped counts spans of kept traces dropped at a bound (spans per
+	// trace, or the room for continued traces): those traces are partial.
+	SpansCapped int64 `json:"spans_capped,omitempty"`
+	// Lost is true when the writer fell behind and this second's spans
+	// were discarded (the counts above say what they were).
+	Lost bool `json:"lost,omitempty"`
 }
 
 // DurationNS is the span's duration in nanoseconds; 0 when the end is

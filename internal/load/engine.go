@@ -42,6 +42,17 @@ const (
 	DefaultDrainGrace = 2 * time.Second
 )
 
+// minKeepWorkers is how many workers (and idle connections per origin) an
+// open-model run keeps however quiet it gets; beyond it keeps twice the
+// last window's peak of requests in flight, so that memory follows the load
+// back down after a burst or a stall (each connection holds ~20 KB of
+// buffers, each worker a goroutine) while a steady load never waits for a
+// dial.
+const minKeepWorkers = 16
+
+// exitJob, sent to a worker instead of an arrival's time, makes it leave.
+const exitJob = time.Duration(-1)
+
 // foldWait is how long the window rotator waits, at the last window
 // boundary, for the run to finish, so that the drain of requests in flight
 // lands in the last window instead of a sliver of its own.
@@ -282,8 +293,11 @@ type runState struct {
 	finished chan struct{} // closed when every request is done
 	aborted  atomic.Bool
 	pacer    *pacer // open model only
-	workers  sync.WaitGroup
-	result   *Result
+	// trim, when set, lets surplus workers and idle connections go after
+	// a window whose peak of requests in flight was peak (open model).
+	trim    atomic.Pointer[func(peak int64)]
+	workers sync.WaitGroup
+	result  *Result
 }
 
 func (rs *runState) since() time.Duration { return time.Since(rs.start) }
@@ -368,7 +382,7 @@ func (rs *runState) runOpen(ctx context.Context) time.Duration {
 					// Take a queued job first; only then wait, counted idle.
 					select {
 					case t, ok := <-jobs:
-						if !ok {
+						if !ok || t == exitJob {
 							return
 						}
 						w.one(t)
@@ -377,7 +391,7 @@ func (rs *runState) runOpen(ctx context.Context) time.Duration {
 					}
 					idle.Add(1)
 					t, ok := <-jobs
-					if !ok {
+					if !ok || t == exitJob {
 						return
 					}
 					w.one(t)
@@ -388,6 +402,27 @@ func (rs *runState) runOpen(ctx context.Context) time.Duration {
 		jobs <- intended // queued: it will be late
 	}
 	rs.pacer = newPacer(rs.sched.arrivals(rs.seed), rs.bound.Duration, rs.bound.MaxRequests, dispatch)
+	p := rs.pacer
+	trim := func(peak int64) {
+		keep := max(2*peak, minKeepWorkers)
+		p.mu.Lock() // dispatch runs under it: workers is ours now
+		if !p.done {
+			for int64(workers) > keep {
+				n := idle.Load()
+				if n == 0 || !idle.CompareAndSwap(n, n-1) {
+					break
+				}
+				jobs <- exitJob // to a worker counted idle: it leaves
+				workers--
+			}
+		}
+		p.mu.Unlock()
+		if h1, ok := rs.e.tr.(*h1Transport); ok {
+			h1.trimIdle(int(keep))
+		}
+	}
+	rs.trim.Store(&trim)
+	defer rs.trim.Store(nil)
 	if h1, ok := rs.e.tr.(*h1Transport); ok && cfg.Connections == cfg.MaxInflight && cfg.PacingResolution > 0 {
 		// Reads may wait for the pacer's wake-up only while connections
 		// are not capped: a capped connection held longer would delay
@@ -559,6 +594,9 @@ func (rs *runState) rotate() {
 			rs.onWindow(w)
 		}
 		rs.result.addWindow(w)
+		if trim := rs.trim.Load(); trim != nil {
+			(*trim)(w.InflightMax)
+		}
 		from = to
 	}
 	next := win

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -300,8 +301,9 @@ func (t *h1Transport) reset() {
 	t.aborted.Store(false)
 }
 
-// closeIdle closes every idle connection.
-func (t *h1Transport) closeIdle() {
+// trimIdle closes each origin's idle connections beyond keep, the least
+// recently used first.
+func (t *h1Transport) trimIdle(keep int) {
 	t.mu.Lock()
 	origins := make([]*h1Origin, 0, len(t.origins))
 	for _, o := range t.origins {
@@ -310,14 +312,20 @@ func (t *h1Transport) closeIdle() {
 	t.mu.Unlock()
 	for _, o := range origins {
 		o.mu.Lock()
-		idle := o.idle
-		o.idle = nil
+		var cold []*h1Conn
+		if n := len(o.idle) - keep; n > 0 {
+			cold = slices.Clone(o.idle[:n]) // the bottom of the LIFO
+			o.idle = slices.Delete(o.idle, 0, n)
+		}
 		o.mu.Unlock()
-		for _, c := range idle {
+		for _, c := range cold {
 			t.closeConn(c)
 		}
 	}
 }
+
+// closeIdle closes every idle connection.
+func (t *h1Transport) closeIdle() { t.trimIdle(0) }
 
 // deadlineSlack lets a connection keep its deadline for a while instead of
 // resetting it for every request: a request's timeout is then between

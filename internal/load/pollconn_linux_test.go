@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,4 +215,37 @@ func TestReadGate(t *testing.T) {
 	g.release(time.Since(start))
 	g.close()
 	<-done
+}
+
+// After a stall piles up requests in flight, the connections and workers
+// it took are let go once the load is back to normal: memory follows the
+// load down.
+func TestIdleConnectionsTrimmedAfterBurst(t *testing.T) {
+	const piled = 60
+	stall := make(chan struct{})
+	var waiting atomic.Int64
+	srv := lowport.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-stall:
+		default:
+			if waiting.Add(1) == piled {
+				close(stall) // enough piled up: answer them all
+			}
+			<-stall
+		}
+		w.Write([]byte("ok"))
+	}))
+	e := newEngine(t, Config{Source: urls(t, srv.URL+"/"), Window: 20 * time.Millisecond})
+	res := mustRun(t, e, Constant(1000), Bound{Duration: 400 * time.Millisecond}, nil)
+	if tot := res.Total(); tot.Errors != 0 || tot.Requests < 300 {
+		t.Fatalf("requests %d, errors %v", tot.Requests, tot.ErrorsByClass())
+	}
+	tr := e.tr.(*h1Transport)
+	idle := 0
+	for _, o := range tr.origins {
+		idle += len(o.idle)
+	}
+	if idle >= piled {
+		t.Errorf("%d idle connections kept after the burst of %d; want them trimmed", idle, piled)
+	}
 }

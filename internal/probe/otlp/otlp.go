@@ -42,11 +42,20 @@ const (
 // which is larger than protobuf for the same spans.
 const DefaultMaxRequestBytes = 8 << 20
 
-// DefaultSpansPerWindow bounds the spans kept per one-second window. At
-// ~400 bytes a record that is ~2 MB/s of spans.jsonl and ~10 MB of memory
-// at most; it holds every span of a few hundred traced requests per second
-// with a dozen spans each, and samples beyond.
+// DefaultSpansPerWindow bounds the spans kept per one-second window of the
+// traces first seen in it. At ~400 bytes a record that is ~2 MB/s of
+// spans.jsonl and, with the room for traces continued from the previous
+// second (half as much) and the windows waiting for the writer, ~15 MB of
+// memory at most; it holds every span of a few hundred traced requests per
+// second with a dozen spans each, and samples whole traces beyond.
 const DefaultSpansPerWindow = 5000
+
+// DefaultSpansPerTrace bounds the spans kept of one trace per window. The
+// trace rules look for calls repeated 5 times or more (n+1) or a few
+// sequential calls; a thousand spans show the shape of even a batch
+// request, and one such trace still leaves four fifths of a default window
+// to the others.
+const DefaultSpansPerTrace = 1000
 
 // maxConcurrentExports bounds the export requests decoded at the same time
 // (HTTP and gRPC together), so memory stays under a few times
@@ -87,8 +96,11 @@ type Config struct {
 	// (0 means DefaultMaxRequestBytes).
 	MaxRequestBytes int64
 	// SpansPerWindow bounds the spans kept per second of arrival (0 means
-	// DefaultSpansPerWindow).
+	// DefaultSpansPerWindow); beyond it whole traces are sampled.
 	SpansPerWindow int
+	// SpansPerTrace bounds the spans kept of one trace per second (0 means
+	// DefaultSpansPerTrace); a trace cut there is counted as partial.
+	SpansPerTrace int
 	// Logger receives operational messages (nil discards them).
 	Logger *slog.Logger
 }
@@ -103,6 +115,9 @@ func (c Config) Validate() error {
 	}
 	if c.SpansPerWindow < 0 {
 		return fmt.Errorf("otlp: SpansPerWindow: %d is negative", c.SpansPerWindow)
+	}
+	if c.SpansPerTrace < 0 {
+		return fmt.Errorf("otlp: SpansPerTrace: %d is negative", c.SpansPerTrace)
 	}
 	for _, f := range []struct{ name, addr string }{{"HTTPAddr", c.HTTPAddr}, {"GRPCAddr", c.GRPCAddr}} {
 		if f.addr == "" {
@@ -128,7 +143,6 @@ type Receiver struct {
 	grpcLn   net.Listener
 	running  bool
 	res      reservoir
-	seq      uint64
 	requests map[string]int64 // export requests accepted, by protocol
 	invalid  int64            // spans without valid ids
 	badReqs  int64            // requests refused (malformed, too large, ...)
@@ -157,6 +171,9 @@ func New(cfg Config) (*Receiver, error) {
 	if cfg.SpansPerWindow == 0 {
 		cfg.SpansPerWindow = DefaultSpansPerWindow
 	}
+	if cfg.SpansPerTrace == 0 {
+		cfg.SpansPerTrace = DefaultSpansPerTrace
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -167,7 +184,7 @@ func New(cfg Config) (*Receiver, error) {
 		seed:     maphash.MakeSeed(),
 		now:      time.Now,
 		sem:      make(chan struct{}, maxConcurrentExports),
-		res:      reservoir{limit: cfg.SpansPerWindow},
+		res:      newReservoir(cfg.SpansPerWindow, cfg.SpansPerTrace),
 		requests: map[string]int64{},
 	}, nil
 }
@@ -256,7 +273,8 @@ func (r *Receiver) GRPCAddr() string {
 }
 
 // Run serves OTLP until ctx is done, appending the kept spans to
-// evidence.SpansStream once per second, then shuts the servers down,
+// evidence.SpansStream and each second's counts to
+// evidence.SpanWindowsStream as the seconds close, then shuts the servers down,
 // writes what it still holds and returns nil. It returns an error only
 // when it cannot listen (see Listen).
 func (r *Receiver) Run(ctx context.Context, sink probe.Sink) error {
@@ -342,16 +360,23 @@ func (r *Receiver) flush(sink probe.Sink, now int64) {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 	r.mu.Lock()
-	spans := r.res.take(now)
+	windows := r.res.take(now)
 	r.mu.Unlock()
 	var n int64
 	var werr error
-	for i := range spans {
-		if err := sink.Append(evidence.SpansStream, &spans[i]); err != nil {
+write:
+	for _, w := range windows {
+		if err := sink.Append(evidence.SpanWindowsStream, &w.stats); err != nil {
 			werr = err
 			break
 		}
-		n++
+		for i := range w.spans {
+			if err := sink.Append(evidence.SpansStream, &w.spans[i]); err != nil {
+				werr = err
+				break write
+			}
+			n++
+		}
 	}
 	r.mu.Lock()
 	r.written += n
@@ -386,14 +411,13 @@ func (r *Receiver) consume(td ptrace.Traces, proto string) (rejected int64) {
 					rejected++
 					continue
 				}
-				prio := maphash.Bytes(r.seed, tid[:])
-				if !r.res.admit(sec, prio) {
+				tb := r.res.admit(sec, tid, maphash.Bytes(r.seed, tid[:]))
+				if tb == nil {
 					rejected++
 					continue
 				}
 				rec, _ := convertSpan(service, sp)
-				r.seq++
-				r.res.add(prio, r.seq, rec)
+				tb.spans = append(tb.spans, rec)
 			}
 		}
 	}
@@ -416,10 +440,16 @@ func (r *Receiver) Coverage() probe.Coverage {
 			"(e.g. OTEL_EXPORTER_OTLP_ENDPOINT=http://%s)", where, first(r.addrLocked(r.httpLn), r.cfg.HTTPAddr))
 	default:
 		c.Status = probe.StatusOK
+		sampled := "every trace kept"
+		if r.res.maxShift > 0 {
+			sampled = fmt.Sprintf("whole traces sampled down to 1/%d at most", uint64(1)<<min(r.res.maxShift, 63))
+		}
 		c.Detail = fmt.Sprintf("received %d spans in %d HTTP and %d gRPC requests on %s; kept %d, "+
-			"dropped %d beyond %d spans/s, %d without trace or span id, %d requests refused",
+			"dropped %d (budget %d spans/s of new traces: %s; %d spans of kept traces beyond %d per trace "+
+			"or the room for continued traces), %d without trace or span id, %d requests refused",
 			r.res.seen+r.invalid, r.requests["http"], r.requests["grpc"], where,
-			r.written, r.res.dropped, r.cfg.SpansPerWindow, r.invalid, r.badReqs)
+			r.written, r.res.dropped, r.cfg.SpansPerWindow, sampled,
+			r.res.capped, r.cfg.SpansPerTrace, r.invalid, r.badReqs)
 	}
 	return c
 }

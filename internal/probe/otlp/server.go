@@ -32,7 +32,7 @@ var (
 )
 
 // dropMessage explains a partial success to the exporter.
-const dropMessage = "chokepoint keeps a bounded sample of spans per second; the rest were dropped"
+const dropMessage = "chokepoint keeps a bounded sample of whole traces per second; the rest were dropped"
 
 // Handler serves OTLP/HTTP traces (POST /v1/traces). Run serves it; it is
 // exported for embedding the receiver in another server.

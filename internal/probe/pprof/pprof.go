@@ -1,8 +1,8 @@
 // Package pprof collects a Go target's profiles through its net/http/pprof
-// handlers: a CPU profile over each load step, and heap, allocs, mutex, block
-// and goroutine snapshots as each step ends, with per-step deltas of the
-// cumulative ones, kept as fetched under profiles/ and indexed in
-// profiles.jsonl.
+// handlers: a CPU profile over each load step, a goroutine snapshot halfway
+// through it, and heap, allocs, mutex, block and goroutine snapshots as each
+// step ends, with per-step deltas of the cumulative ones, kept as fetched
+// under profiles/ and indexed in profiles.jsonl.
 package pprof
 
 import (
@@ -48,6 +48,16 @@ const (
 // cpuSlack is added to a CPU profile's request timeout beyond its seconds:
 // the target writes the profile only after sampling ends.
 const cpuSlack = 10 * time.Second
+
+// midStepTypes are the snapshots also taken while the step's load runs
+// (evidence.ProfileMidStep): the goroutine profile is an instant's picture,
+// and the queues it should show in front of a limit are gone by StepEnded,
+// once the load engine has drained the requests in flight (the end-of-step
+// snapshot, fetched after four others, sees the next step's load, if any).
+// The other types
+// are cumulative or, for the heap, change slowly enough for the end of the
+// step.
+var midStepTypes = []string{evidence.ProfileGoroutine}
 
 // Snapshot types taken as each step ends, in this order.
 var snapshotTypes = []string{
@@ -131,8 +141,9 @@ type Probe struct {
 }
 
 type stepState struct {
-	ended chan struct{}
-	once  sync.Once
+	ended   chan struct{}
+	once    sync.Once
+	midDone chan struct{} // closed when the mid-step snapshots are done
 }
 
 type snapshot struct {
@@ -248,13 +259,88 @@ func (p *Probe) StepStarted(ctx context.Context, s probe.Step) {
 	if _, dup := p.steps[s.Index]; dup {
 		return
 	}
-	st := &stepState{ended: make(chan struct{})}
+	st := &stepState{ended: make(chan struct{}), midDone: make(chan struct{})}
 	p.steps[s.Index] = st
-	p.wg.Add(1)
+	p.wg.Add(2)
+	go func() {
+		defer p.wg.Done()
+		defer close(st.midDone)
+		p.midStep(ctx, s, st)
+	}()
 	go func() {
 		defer p.wg.Done()
 		p.collect(ctx, s, st)
 	}()
+}
+
+// midStepPoll is how often the mid-step snapshots are taken, and held
+// unwritten, until the one due halfway through the step. The hunt judges a
+// step by one-second windows and ends it early, at a window's end, when the
+// objective breaks hard; by the time StepEnded arrives the load engine has
+// drained the requests in flight and the queues are gone. Polling at half
+// a window keeps, for a step that ended early, a snapshot taken while its
+// load still ran, at most half a window before the end.
+const midStepPoll = 500 * time.Millisecond
+
+// midStepAt is when a step's mid-step snapshots are due: halfway through
+// its planned length, and not before the load has settled (Settle), for a
+// step of unknown length as soon as it has.
+func (p *Probe) midStepAt(s probe.Step) time.Time {
+	return stepStart(s).Add(max(s.Planned/2, p.cfg.Settle))
+}
+
+func stepStart(s probe.Step) time.Time {
+	if s.Start.IsZero() {
+		return time.Now()
+	}
+	return s.Start
+}
+
+// midStep takes the mid-step snapshots (midStepTypes) while the step's load
+// runs: the one due halfway through the step is written. Until then one is
+// taken every midStepPoll after Settle and held, so that a step that ends
+// sooner (a hard breach: the moment to see) or a run that stops writes the
+// last one taken while the load ran, or, without one, one taken at once.
+func (p *Probe) midStep(ctx context.Context, s probe.Step, st *stepState) {
+	if !p.waitReady(ctx) {
+		return
+	}
+	due := time.NewTimer(time.Until(p.midStepAt(s)))
+	defer due.Stop()
+	poll := time.NewTimer(time.Until(stepStart(s).Add(p.cfg.Settle)))
+	defer poll.Stop()
+	held := map[string]*fetched{}
+	for {
+		select {
+		case <-poll.C:
+			for _, typ := range midStepTypes {
+				// A failed poll is not counted: the snapshot written is.
+				if f, err := p.fetch(ctx, typ); err == nil {
+					held[typ] = f
+				}
+			}
+			poll.Reset(midStepPoll)
+			continue
+		case <-due.C:
+			clear(held) // a fresh one, halfway
+		case <-st.ended:
+		case <-p.stopping:
+		case <-ctx.Done():
+			return
+		}
+		break
+	}
+	for _, typ := range midStepTypes {
+		f := held[typ]
+		if f == nil {
+			var err error
+			if f, err = p.fetch(ctx, typ); err != nil {
+				p.fail(typ, err.Error())
+				continue
+			}
+		}
+		p.write(typ, evidence.ProfileMidStep, s.Index, f.data, f.prof, time.Time{}, f.at)
+	}
 }
 
 // StepEnded implements probe.StepObserver: the step's snapshots are taken
@@ -268,12 +354,26 @@ func (p *Probe) StepEnded(_ context.Context, s probe.Step) {
 	}
 }
 
-func (p *Probe) collect(ctx context.Context, s probe.Step, st *stepState) {
+// waitReady waits until Run has its sink, and reports whether it has: false
+// when Run failed or ctx ended first. A run that stops just after it became
+// ready still serves the steps already started.
+func (p *Probe) waitReady(ctx context.Context) bool {
 	select {
 	case <-p.ready:
 	case <-p.stopping:
-		return
 	case <-ctx.Done():
+		return false
+	}
+	select {
+	case <-p.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *Probe) collect(ctx context.Context, s probe.Step, st *stepState) {
+	if !p.waitReady(ctx) {
 		return
 	}
 	// The first profiled step needs a base for its deltas.
@@ -298,6 +398,13 @@ func (p *Probe) collect(ctx context.Context, s probe.Step, st *stepState) {
 	select {
 	case <-st.ended:
 	case <-p.stopping:
+	case <-ctx.Done():
+		return
+	}
+	// The mid-step snapshots come first in profiles.jsonl, and are not
+	// delayed by the stop-the-world collection of heap?gc=1.
+	select {
+	case <-st.midDone:
 	case <-ctx.Done():
 		return
 	}
@@ -422,24 +529,13 @@ func (p *Probe) cpuChunk(ctx context.Context, s probe.Step, ended, stopping <-ch
 // snapshot fetches one profile type and, for cumulative types, writes the
 // delta since the previous snapshot.
 func (p *Probe) snapshot(ctx context.Context, s probe.Step, typ, kind string) {
-	fctx, cancel := context.WithTimeout(ctx, p.cfg.FetchTimeout)
-	defer cancel()
-	u := p.base + "/" + typ
-	if typ == evidence.ProfileHeap {
-		u += "?gc=1" // heap in use after a collection: what is really retained
-	}
-	data, err := p.get(fctx, u, p.cfg.MaxBytes)
-	now := time.Now()
+	f, err := p.fetch(ctx, typ)
 	if err != nil {
 		p.fail(typ, err.Error())
 		return
 	}
-	prof, err := profilesum.DecodeBytes(data, p.cfg.MaxBytes)
-	if err != nil {
-		p.fail(typ, err.Error())
-		return
-	}
-	p.write(typ, kind, s.Index, data, prof, time.Time{}, now)
+	prof, now := f.prof, f.at
+	p.write(typ, kind, s.Index, f.data, prof, time.Time{}, now)
 	if !cumulative(typ) {
 		return
 	}
@@ -461,6 +557,33 @@ func (p *Probe) snapshot(ctx context.Context, s probe.Step, typ, kind string) {
 		return
 	}
 	p.write(typ, evidence.ProfileDelta, s.Index, buf.Bytes(), d, prev.t, now)
+}
+
+// fetched is one snapshot as the target served it.
+type fetched struct {
+	data []byte
+	prof *profile.Profile
+	at   time.Time // when it was taken
+}
+
+// fetch takes one snapshot of a profile type.
+func (p *Probe) fetch(ctx context.Context, typ string) (*fetched, error) {
+	fctx, cancel := context.WithTimeout(ctx, p.cfg.FetchTimeout)
+	defer cancel()
+	u := p.base + "/" + typ
+	if typ == evidence.ProfileHeap {
+		u += "?gc=1" // heap in use after a collection: what is really retained
+	}
+	data, err := p.get(fctx, u, p.cfg.MaxBytes)
+	now := time.Now()
+	if err != nil {
+		return nil, err
+	}
+	prof, err := profilesum.DecodeBytes(data, p.cfg.MaxBytes)
+	if err != nil {
+		return nil, err
+	}
+	return &fetched{data: data, prof: prof, at: now}, nil
 }
 
 // emptyNotes explains all-zero mutex and block profiles (the latest
@@ -499,6 +622,8 @@ func (p *Probe) write(typ, kind string, step int, data []byte, prof *profile.Pro
 		name = fmt.Sprintf("profiles/%s-base-%d.pb.gz", typ, step)
 	case evidence.ProfileDelta:
 		name = fmt.Sprintf("profiles/%s-delta-%d.pb.gz", typ, step)
+	case evidence.ProfileMidStep:
+		name = fmt.Sprintf("profiles/%s-mid-%d.pb.gz", typ, step)
 	}
 	p.mu.Lock()
 	sink := p.sink
@@ -568,6 +693,9 @@ func (p *Probe) Coverage() probe.Coverage {
 		s := fmt.Sprintf("%s %d", typ, n)
 		if d := p.counts[typ+" "+evidence.ProfileDelta]; d > 0 {
 			s += fmt.Sprintf(" (+%d deltas)", d)
+		}
+		if m := p.counts[typ+" "+evidence.ProfileMidStep]; m > 0 {
+			s += fmt.Sprintf(" (+%d mid-step)", m)
 		}
 		if f := p.failures[typ]; f > 0 {
 			s += fmt.Sprintf(" (%d failed)", f)

@@ -31,7 +31,8 @@ const thisPkg = "github.com/chokepoint/chokepoint/internal/probe/pprof."
 
 // target is a real HTTP service in a child process (this test binary
 // re-executed): /burn spends CPU in burn, /lock contends one mutex in
-// (*store).update, and the pprof handlers are mounted under /debug/pprof/.
+// (*store).update, /queue admits one request at a time through a channel
+// in queued, and the pprof handlers are mounted under /debug/pprof/.
 // The child counts requests to /debug/pprof/profile at /profiles.
 type target struct {
 	url string
@@ -68,6 +69,8 @@ func serveChild() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/burn", func(w http.ResponseWriter, r *http.Request) { burn(2 * time.Millisecond) })
 	mux.HandleFunc("/lock", func(w http.ResponseWriter, r *http.Request) { st.update() })
+	gate := make(chan struct{}, 1)
+	mux.HandleFunc("/queue", func(w http.ResponseWriter, r *http.Request) { queued(gate) })
 	mux.HandleFunc("/profiles", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, profiles.Load()) })
 	mux.HandleFunc("/debug/pprof/", httppprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", func(w http.ResponseWriter, r *http.Request) {
@@ -102,6 +105,16 @@ func (s *store) update() {
 
 //go:noinline
 func burn(d time.Duration) { spin(d) }
+
+// queued serves one request at a time: the others wait on the channel, a
+// queue in front of a concurrency limit of 1.
+//
+//go:noinline
+func queued(gate chan struct{}) {
+	gate <- struct{}{}
+	spin(2 * time.Millisecond)
+	<-gate
+}
 
 // spun keeps spin's work observable, so the compiler cannot drop it.
 var spun atomic.Uint64
@@ -424,5 +437,112 @@ func TestConfigAndCPUSeconds(t *testing.T) {
 		if _, err := New(bad); err == nil {
 			t.Errorf("New(%+v): no error", bad)
 		}
+	}
+}
+
+// inQueue counts the goroutines of a goroutine profile waiting in queued.
+func inQueue(p *profile.Profile) int64 {
+	var n int64
+	for _, s := range p.Sample {
+		for _, loc := range s.Location {
+			for _, ln := range loc.Line {
+				if ln.Function != nil && ln.Function.Name == thisPkg+"queued" && len(s.Value) > 0 {
+					n += s.Value[0]
+				}
+			}
+		}
+	}
+	return n
+}
+
+// TestMidStepGoroutines: the goroutine profile taken while a step's load
+// runs sees the queue in front of a limit, which has drained by the time
+// the step's end snapshots are taken; both are indexed with their times,
+// the mid-step one first. A step that ends before its halfway point (a
+// hard breach) keeps the last snapshot taken while its load ran.
+func TestMidStepGoroutines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs 1 s steps")
+	}
+	cases := []struct {
+		name          string
+		planned, load time.Duration
+	}{
+		{"halfway", 1200 * time.Millisecond, 1200 * time.Millisecond},
+		{"ended early", time.Hour, 900 * time.Millisecond},
+	}
+	tg := newTarget(t)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, dir, stop := startProbe(t, Config{BaseURL: tg.url + "/debug/pprof", Settle: 100 * time.Millisecond})
+			s := probe.Step{Index: 0, OfferedRPS: 100, Start: time.Now(), Planned: c.planned}
+			p.StepStarted(context.Background(), s)
+			ctx, cancel := context.WithTimeout(context.Background(), c.load)
+			const workers = 8
+			drive(ctx, tg.url, []string{"/queue"}, workers, 100000)
+			cancel()
+			loadEnd := time.Now().UnixMilli()
+			p.StepEnded(context.Background(), s)
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+
+			recs := readIndex(t, dir)
+			mid, ok := find(recs, "goroutine", evidence.ProfileMidStep, 0)
+			if !ok {
+				t.Fatalf("no mid-step goroutine profile; index %+v", recs)
+			}
+			end, ok := find(recs, "goroutine", evidence.ProfileFetched, 0)
+			if !ok {
+				t.Fatalf("no goroutine profile as the step ended; index %+v", recs)
+			}
+			if mid.File != "profiles/goroutine-mid-0.pb.gz" {
+				t.Errorf("mid-step file %q", mid.File)
+			}
+			from := s.Start.Add(min(c.planned/2, c.load-midStepPoll)).UnixMilli()
+			if mid.EndMS < from || mid.EndMS > loadEnd || mid.EndMS >= end.EndMS {
+				t.Errorf("mid-step snapshot at %d, want from %d to the load's end at %d, before the end snapshot at %d",
+					mid.EndMS, from, loadEnd, end.EndMS)
+			}
+			for _, r := range recs {
+				if r.Type == "goroutine" {
+					if r.Kind != evidence.ProfileMidStep {
+						t.Errorf("the first goroutine record is %q, want the mid-step one", r.Kind)
+					}
+					break
+				}
+			}
+			qMid, qEnd := inQueue(decodeFile(t, dir, mid)), inQueue(decodeFile(t, dir, end))
+			if qMid < workers/2 || qEnd > qMid/2 {
+				t.Errorf("goroutines in queued: %d mid-step, %d as the step ended; want at least %d, then under half", qMid, qEnd, workers/2)
+			}
+			if c := p.Coverage(); !strings.Contains(c.Detail, "goroutine 1 (+1 mid-step)") {
+				t.Errorf("coverage %q does not count the mid-step profile", c.Detail)
+			}
+		})
+	}
+}
+
+// TestMidStepBeforeSettle: a step that ends before any mid-step snapshot
+// was taken gets one as it ends, before the end snapshots.
+func TestMidStepBeforeSettle(t *testing.T) {
+	srv := lowport.NewServer(t, http.HandlerFunc(httppprof.Index))
+	p, dir, stop := startProbe(t, Config{BaseURL: srv.URL + "/debug/pprof", Settle: time.Hour})
+	<-p.ready // Run has checked the index
+	s := probe.Step{Index: 3, Start: time.Now(), Planned: time.Hour}
+	p.StepStarted(context.Background(), s)
+	p.StepEnded(context.Background(), s)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	recs := readIndex(t, dir)
+	var kinds []string
+	for _, r := range recs {
+		if r.Type == "goroutine" && r.Step == 3 {
+			kinds = append(kinds, r.Kind)
+		}
+	}
+	if len(kinds) != 2 || kinds[0] != evidence.ProfileMidStep || kinds[1] != evidence.ProfileFetched {
+		t.Errorf("goroutine records of the step: %q, want [mid-step fetched]; coverage %+v", kinds, p.Coverage())
 	}
 }
