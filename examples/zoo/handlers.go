@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -105,6 +106,64 @@ func categoryParam(r *http.Request) (string, error) {
 	return "", badRequest("category: unknown %q", c)
 }
 
+// Parsers of the routes' parameters, for fetchFor: a database route checks
+// for the database before its parameters.
+
+// dbID parses the positive integer parameter name of a database route.
+func (s *Server) dbID(name string) func(*http.Request) (int64, error) {
+	return func(r *http.Request) (int64, error) {
+		if err := s.db(); err != nil {
+			return 0, err
+		}
+		return intParam(r, name)
+	}
+}
+
+// dbCategory parses the category parameter of a database route.
+func (s *Server) dbCategory(r *http.Request) (string, error) {
+	if err := s.db(); err != nil {
+		return "", err
+	}
+	return categoryParam(r)
+}
+
+// productArg parses the parameter name as a product of the catalogue.
+func (s *Server) productArg(name string) func(*http.Request) (*product, error) {
+	return func(r *http.Request) (*product, error) { return s.productParam(r, name) }
+}
+
+// fetchFor is the shape of a route's work: parse the request's parameters,
+// then fetch the answer for them. Routes pass their fetch functions by name
+// (not wrapped in closures), so profiles and traces show those names.
+func fetchFor[P, T any](r *http.Request, parse func(*http.Request) (P, error), fetch func(context.Context, P) (T, error)) (T, error) {
+	p, err := parse(r)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return fetch(r.Context(), p)
+}
+
+// serveJSON answers a route with fetchFor's result as JSON, or with its
+// error.
+func serveJSON[P, T any](s *Server, w http.ResponseWriter, r *http.Request, parse func(*http.Request) (P, error), fetch func(context.Context, P) (T, error)) {
+	v, err := fetchFor(r, parse, fetch)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, v)
+}
+
+// collect runs sql on db and scans each row of its result with scan.
+func collect[T any](ctx context.Context, db *pgxpool.Pool, scan pgx.RowToFunc[T], sql string, args ...any) ([]T, error) {
+	rows, err := db.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scan)
+}
+
 type order struct {
 	ID         int64     `json:"id"`
 	CustomerID int64     `json:"customer_id"`
@@ -168,21 +227,7 @@ func requestID(r *http.Request) string {
 
 // GET /orders?id=N
 func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) {
-	if err := s.db(); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	id, err := intParam(r, "id")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	o, err := s.orderByID(r.Context(), s.pool, id)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	body, err := json.Marshal(o)
+	body, err := fetchFor(r, s.dbID("id"), s.orderJSON)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -193,6 +238,15 @@ func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) {
 	writeBody(w, body)
 }
 
+// orderJSON is order id as the JSON its page answers.
+func (s *Server) orderJSON(ctx context.Context, id int64) ([]byte, error) {
+	o, err := s.orderByID(ctx, s.pool, id)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(o)
+}
+
 func writeBody(w http.ResponseWriter, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
@@ -201,70 +255,50 @@ func writeBody(w http.ResponseWriter, body []byte) {
 
 // GET /orders/history?customer=N
 func (s *Server) orderHistory(w http.ResponseWriter, r *http.Request) {
-	if err := s.db(); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	cid, err := intParam(r, "customer")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	rows, err := s.pool.Query(r.Context(), queryOrderHistory, cid, historyRows)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	orders, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (order, error) {
+	serveJSON(s, w, r, s.dbID("customer"), s.historyPage)
+}
+
+// historyPage is customer cid's latest orders.
+func (s *Server) historyPage(ctx context.Context, cid int64) (map[string]any, error) {
+	orders, err := collect(ctx, s.pool, func(row pgx.CollectableRow) (order, error) {
 		o := order{CustomerID: cid}
 		err := row.Scan(&o.ID, &o.ProductID, &o.Quantity, &o.TotalCents, &o.Status, &o.CreatedAt)
 		if p := s.cat.byID(o.ProductID); p != nil {
 			o.Product = p.Name
 		}
 		return o, err
-	})
+	}, queryOrderHistory, cid, historyRows)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, map[string]any{"customer_id": cid, "orders": orders})
+	return map[string]any{"customer_id": cid, "orders": orders}, nil
 }
 
 // GET /orders/recent?before=N
 func (s *Server) recentOrders(w http.ResponseWriter, r *http.Request) {
-	if err := s.db(); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	before, err := intParam(r, "before")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	var orders []order
+	serveJSON(s, w, r, s.dbID("before"), s.recentPage)
+}
+
+// recentPage is the page of orders before an id, with their customers.
+func (s *Server) recentPage(ctx context.Context, before int64) (map[string]any, error) {
+	load := s.recentJoined
 	if s.broken(DBNPlusOne) {
-		orders, err = s.recentWithCustomers(r.Context(), before)
-	} else {
-		orders, err = s.recentJoined(r.Context(), before)
+		load = s.recentWithCustomers
 	}
+	orders, err := load(ctx, before)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, map[string]any{"orders": orders})
+	return map[string]any{"orders": orders}, nil
 }
 
 // recentWithCustomers loads a page of orders, then each order's customer.
 func (s *Server) recentWithCustomers(ctx context.Context, before int64) ([]order, error) {
-	rows, err := s.pool.Query(ctx, queryRecentOrders, before, recentRows)
-	if err != nil {
-		return nil, err
-	}
-	orders, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (order, error) {
+	orders, err := collect(ctx, s.pool, func(row pgx.CollectableRow) (order, error) {
 		var o order
 		err := row.Scan(&o.ID, &o.CustomerID, &o.ProductID, &o.Quantity, &o.TotalCents, &o.Status, &o.CreatedAt)
 		return o, err
-	})
+	}, queryRecentOrders, before, recentRows)
 	if err != nil {
 		return nil, err
 	}
@@ -283,11 +317,7 @@ func (s *Server) recentWithCustomers(ctx context.Context, before int64) ([]order
 
 // recentJoined loads a page of orders with their customers in one query.
 func (s *Server) recentJoined(ctx context.Context, before int64) ([]order, error) {
-	rows, err := s.pool.Query(ctx, queryRecentJoined, before, recentRows)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (order, error) {
+	return collect(ctx, s.pool, func(row pgx.CollectableRow) (order, error) {
 		var o order
 		c := &customer{}
 		err := row.Scan(&o.ID, &o.CustomerID, &o.ProductID, &o.Quantity, &o.TotalCents, &o.Status, &o.CreatedAt,
@@ -298,32 +328,22 @@ func (s *Server) recentJoined(ctx context.Context, before int64) ([]order, error
 			o.Product = p.Name
 		}
 		return o, err
-	})
+	}, queryRecentJoined, before, recentRows)
 }
 
 // GET /orders/quote?id=N: priced on the quote workers.
 func (s *Server) orderQuote(w http.ResponseWriter, r *http.Request) {
-	if err := s.db(); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	id, err := intParam(r, "id")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ctx := r.Context()
+	serveJSON(s, w, r, s.dbID("id"), s.quoteOnWorkers)
+}
+
+// quoteOnWorkers prices order id on one of the quote workers.
+func (s *Server) quoteOnWorkers(ctx context.Context, id int64) (quote, error) {
 	var q quote
 	var qerr error
 	if err := s.workers.do(ctx, func() { q, qerr = s.priceOrder(ctx, id) }); err != nil {
-		s.fail(w, r, err)
-		return
+		return quote{}, err
 	}
-	if qerr != nil {
-		s.fail(w, r, qerr)
-		return
-	}
-	writeJSON(w, q)
+	return q, qerr
 }
 
 // priceOrder quotes order id at the current price.
@@ -353,21 +373,7 @@ type invoice struct {
 
 // GET /orders/invoice?id=N: one connection for the whole invoice.
 func (s *Server) orderInvoice(w http.ResponseWriter, r *http.Request) {
-	if err := s.db(); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	id, err := intParam(r, "id")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	inv, err := s.buildInvoice(r.Context(), id)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, inv)
+	serveJSON(s, w, r, s.dbID("id"), s.buildInvoice)
 }
 
 func (s *Server) buildInvoice(ctx context.Context, id int64) (invoice, error) {
@@ -397,37 +403,24 @@ func (s *Server) buildInvoice(ctx context.Context, id int64) (invoice, error) {
 
 // GET /orders/status?id=N
 func (s *Server) orderStatus(w http.ResponseWriter, r *http.Request) {
-	if err := s.db(); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	id, err := intParam(r, "id")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	var st orderStatusReply
+	fetch := s.status
 	if s.broken(DBConnectionsSaturate) {
-		st, err = s.statusInTx(r.Context(), id)
-	} else {
-		st, err = s.status(r.Context(), id)
+		fetch = s.statusInTx
 	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, st)
+	serveJSON(s, w, r, s.dbID("id"), fetch)
 }
 
 type orderStatusReply struct {
-	ID         int64     `json:"id"`
-	Status     string    `json:"status"`
-	CreatedAt  time.Time `json:"created_at"`
-	PriceCents int64     `json:"current_price_cents"`
+	ID           int64     `json:"id"`
+	Status       string    `json:"status"`
+	CreatedAt    time.Time `json:"created_at"`
+	DeliveryDays int       `json:"delivery_days"`
 }
 
-// statusInTx reads the status and the current price inside one
-// transaction, as a transaction-per-request middleware would.
+// statusInTx reads the status and asks the carrier for the delivery
+// estimate inside one transaction, as a transaction-per-request middleware
+// would: the connection stays checked out, idle in transaction, for the
+// whole carrier call.
 func (s *Server) statusInTx(ctx context.Context, id int64) (orderStatusReply, error) {
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
@@ -441,6 +434,7 @@ func (s *Server) statusInTx(ctx context.Context, id int64) (orderStatusReply, er
 	return st, tx.Commit(ctx)
 }
 
+// status holds a pooled connection only for the statement.
 func (s *Server) status(ctx context.Context, id int64) (orderStatusReply, error) {
 	return s.statusWith(ctx, s.pool, id)
 }
@@ -454,44 +448,30 @@ func (s *Server) statusWith(ctx context.Context, q querier, id int64) (orderStat
 	if err != nil {
 		return st, fmt.Errorf("status: %w", err)
 	}
-	sku := fmt.Sprintf("SKU-%06d", 1+id%productCount)
-	st.PriceCents, err = s.price.price(ctx, sku)
+	d, err := s.price.delivery(ctx, id)
+	st.DeliveryDays = d.Days
 	return st, err
 }
 
 // GET /orders/total?id=N
 func (s *Server) orderTotal(w http.ResponseWriter, r *http.Request) {
-	if err := s.db(); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	id, err := intParam(r, "id")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ctx := r.Context()
+	serveJSON(s, w, r, s.dbID("id"), s.totalOf)
+}
+
+// totalOf prices order id with its tax.
+func (s *Server) totalOf(ctx context.Context, id int64) (orderTotals, error) {
 	o, err := s.orderByID(ctx, s.pool, id)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return orderTotals{}, err
 	}
 	p := s.cat.byID(o.ProductID)
 	if p == nil {
-		s.fail(w, r, notFound("product"))
-		return
+		return orderTotals{}, notFound("product")
 	}
-	var t orderTotals
 	if s.broken(DownstreamRedundant) {
-		t, err = s.totalsByPart(ctx, o, p)
-	} else {
-		t, err = s.totals(ctx, o, p)
+		return s.totalsByPart(ctx, o, p)
 	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, t)
+	return s.totals(ctx, o, p)
 }
 
 type orderTotals struct {
@@ -553,26 +533,16 @@ func formatCents(c int64) string { return fmt.Sprintf("€%d.%02d", c/100, c%100
 
 // GET /customers?id=N
 func (s *Server) getCustomer(w http.ResponseWriter, r *http.Request) {
-	if err := s.db(); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	id, err := intParam(r, "id")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	var c customer
+	fetch := s.customerPooled
 	if s.broken(DBConnectionChurn) {
-		c, err = s.customerDirect(r.Context(), id)
-	} else {
-		c, err = customerByID(r.Context(), s.pool, id)
+		fetch = s.customerDirect
 	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, c)
+	serveJSON(s, w, r, s.dbID("id"), fetch)
+}
+
+// customerPooled looks the customer up on a connection of the pool.
+func (s *Server) customerPooled(ctx context.Context, id int64) (customer, error) {
+	return customerByID(ctx, s.pool, id)
 }
 
 // customerDirect opens a connection of its own for the lookup.
@@ -595,21 +565,7 @@ type productPage struct {
 
 // GET /products?id=N: the product page; counts the view.
 func (s *Server) getProduct(w http.ResponseWriter, r *http.Request) {
-	if err := s.db(); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	id, err := intParam(r, "id")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	pp, err := s.viewProduct(r.Context(), id)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, pp)
+	serveJSON(s, w, r, s.dbID("id"), s.viewProduct)
 }
 
 // viewProduct counts a view and prices the product in one transaction.
@@ -643,22 +599,21 @@ func (s *Server) viewProduct(ctx context.Context, id int64) (productPage, error)
 
 // GET /products/price?id=N
 func (s *Server) productPrice(w http.ResponseWriter, r *http.Request) {
-	p, err := s.productParam(r, "id")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	var cents int64
+	serveJSON(s, w, r, s.productArg("id"), s.currentPrice)
+}
+
+// currentPrice is p's price now: through the price cache in the fixed twin
+// of downstream.slow, from pricing otherwise.
+func (s *Server) currentPrice(ctx context.Context, p *product) (priceReply, error) {
+	price := s.price.price
 	if s.on(DownstreamSlow) && s.cfg.Fixed {
-		cents, err = s.prices.price(r.Context(), p.SKU)
-	} else {
-		cents, err = s.price.price(r.Context(), p.SKU)
+		price = s.prices.price
 	}
+	cents, err := price(ctx, p.SKU)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return priceReply{}, err
 	}
-	writeJSON(w, priceReply{SKU: p.SKU, PriceCents: cents, Currency: "EUR"})
+	return priceReply{SKU: p.SKU, PriceCents: cents, Currency: "EUR"}, nil
 }
 
 // GET /products/feed?category=C
@@ -775,22 +730,11 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 
 // GET /quote?product=N
 func (s *Server) quote(w http.ResponseWriter, r *http.Request) {
-	p, err := s.productParam(r, "product")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	var q quote
+	fetch := s.quotes.issue
 	if s.broken(LockContention) {
-		q, err = s.quotes.quote(r.Context(), p)
-	} else {
-		q, err = s.quotes.issue(r.Context(), p)
+		fetch = s.quotes.quote
 	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, q)
+	serveJSON(s, w, r, s.productArg("product"), fetch)
 }
 
 type cartLine struct {
@@ -801,36 +745,41 @@ type cartLine struct {
 
 // GET /cart/quote?items=1,2,3
 func (s *Server) cartQuote(w http.ResponseWriter, r *http.Request) {
+	serveJSON(s, w, r, s.cartParam, s.priceCart)
+}
+
+// cartParam parses a cart: 1 to maxCartSize products of the catalogue.
+func (s *Server) cartParam(r *http.Request) ([]cartLine, error) {
 	raw := strings.Split(r.URL.Query().Get("items"), ",")
 	if len(raw) == 0 || len(raw) > maxCartSize {
-		s.fail(w, r, badRequest("items: want 1 to %d product ids", maxCartSize))
-		return
+		return nil, badRequest("items: want 1 to %d product ids", maxCartSize)
 	}
 	lines := make([]cartLine, len(raw))
 	for i, v := range raw {
 		id, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 		p := s.cat.byID(id)
 		if err != nil || p == nil {
-			s.fail(w, r, badRequest("items: unknown product %q", v))
-			return
+			return nil, badRequest("items: unknown product %q", v)
 		}
 		lines[i] = cartLine{ProductID: p.ID, SKU: p.SKU}
 	}
-	var err error
+	return lines, nil
+}
+
+// priceCart prices a cart's lines and totals them.
+func (s *Server) priceCart(ctx context.Context, lines []cartLine) (map[string]any, error) {
+	price := s.priceLinesParallel
 	if s.broken(DownstreamSerial) {
-		err = s.priceLines(r.Context(), lines)
-	} else {
-		err = s.priceLinesParallel(r.Context(), lines)
+		price = s.priceLines
 	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
+	if err := price(ctx, lines); err != nil {
+		return nil, err
 	}
 	var total int64
 	for _, l := range lines {
 		total += l.PriceCents
 	}
-	writeJSON(w, map[string]any{"lines": lines, "total_cents": total})
+	return map[string]any{"lines": lines, "total_cents": total}, nil
 }
 
 // priceLines prices the lines one after another.
@@ -860,27 +809,36 @@ func (s *Server) priceLinesParallel(ctx context.Context, lines []cartLine) error
 
 // GET /shipping?product=N&region=R
 func (s *Server) shipping(w http.ResponseWriter, r *http.Request) {
+	serveJSON(s, w, r, s.shippingParams, s.shippingEstimate)
+}
+
+// maxRegionLen bounds a shipping region's name (untrusted input).
+const maxRegionLen = 16
+
+type shippingArgs struct {
+	p      *product
+	region string
+}
+
+func (s *Server) shippingParams(r *http.Request) (shippingArgs, error) {
 	p, err := s.productParam(r, "product")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return shippingArgs{}, err
 	}
 	region := r.URL.Query().Get("region")
-	if region == "" || len(region) > 16 {
-		s.fail(w, r, badRequest("region: want 1 to 16 bytes"))
-		return
+	if region == "" || len(region) > maxRegionLen {
+		return shippingArgs{}, badRequest("region: want 1 to %d bytes", maxRegionLen)
 	}
-	var est shippingReply
+	return shippingArgs{p: p, region: region}, nil
+}
+
+// shippingEstimate asks pricing for a shipping estimate; the fixed twin of
+// errors.under-load retries the calls it sheds.
+func (s *Server) shippingEstimate(ctx context.Context, a shippingArgs) (shippingReply, error) {
 	if s.on(ErrorsUnderLoad) && s.cfg.Fixed {
-		est, err = s.price.shippingWithRetry(r.Context(), p.SKU, region)
-	} else {
-		est, err = s.price.shipping(r.Context(), p.SKU, region)
+		return s.price.shippingWithRetry(ctx, a.p.SKU, a.region)
 	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, est)
+	return s.price.shipping(ctx, a.p.SKU, a.region)
 }
 
 type salesRow struct {
@@ -892,34 +850,24 @@ type salesRow struct {
 
 // GET /reports/sales?category=C
 func (s *Server) salesReport(w http.ResponseWriter, r *http.Request) {
-	if err := s.db(); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	cat, err := categoryParam(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
+	serveJSON(s, w, r, s.dbCategory, s.topSellers)
+}
+
+// topSellers are a category's best-selling products by revenue.
+func (s *Server) topSellers(ctx context.Context, cat string) (map[string]any, error) {
 	q := querySalesReport
 	if s.on(DBSlowQuery) && s.cfg.Fixed {
 		q = querySalesRollup
 	}
-	rows, err := s.pool.Query(r.Context(), q, cat, reportRows)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (salesRow, error) {
+	out, err := collect(ctx, s.pool, func(row pgx.CollectableRow) (salesRow, error) {
 		var sr salesRow
 		err := row.Scan(&sr.ProductID, &sr.Name, &sr.Units, &sr.RevenueCents)
 		return sr, err
-	})
+	}, q, cat, reportRows)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, map[string]any{"category": cat, "top": out})
+	return map[string]any{"category": cat, "top": out}, nil
 }
 
 // GET /catalog/summary
@@ -952,15 +900,11 @@ type categorySummary struct {
 }
 
 func (s *Server) loadSummary(ctx context.Context) ([]byte, error) {
-	rows, err := s.pool.Query(ctx, queryCatalogSummary)
-	if err != nil {
-		return nil, err
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (categorySummary, error) {
+	out, err := collect(ctx, s.pool, func(row pgx.CollectableRow) (categorySummary, error) {
 		var c categorySummary
 		err := row.Scan(&c.Category, &c.Products, &c.MinPriceCents, &c.MaxPriceCents, &c.AvgPriceCents, &c.DescriptionBytes)
 		return c, err
-	})
+	}, queryCatalogSummary)
 	if err != nil {
 		return nil, err
 	}
@@ -978,59 +922,58 @@ type listedProduct struct {
 
 // GET /catalog/products?category=C[&after=ID]
 func (s *Server) catalogProducts(w http.ResponseWriter, r *http.Request) {
-	if err := s.db(); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	cat, err := categoryParam(r)
+	serveJSON(s, w, r, s.listingParams, s.listCategory)
+}
+
+type listingArgs struct {
+	category string
+	after    int64 // the last product id of the previous page; 0 = first page
+}
+
+// listingParams parses a category listing; only the paged listing (the
+// fix of payload.large) reads the cursor.
+func (s *Server) listingParams(r *http.Request) (listingArgs, error) {
+	cat, err := s.dbCategory(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return listingArgs{}, err
 	}
-	if s.broken(PayloadLarge) {
-		rows, err := s.pool.Query(r.Context(), queryCategoryAll, cat)
-		if err != nil {
-			s.fail(w, r, err)
-			return
+	a := listingArgs{category: cat}
+	if !s.broken(PayloadLarge) && r.URL.Query().Has("after") {
+		if a.after, err = intParam(r, "after"); err != nil {
+			return listingArgs{}, err
 		}
-		out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (listedProduct, error) {
+	}
+	return a, nil
+}
+
+// listCategory lists a category's products: all of them with their
+// descriptions in the broken twin of payload.large, else a page with a
+// cursor to the next.
+func (s *Server) listCategory(ctx context.Context, a listingArgs) (map[string]any, error) {
+	if s.broken(PayloadLarge) {
+		out, err := collect(ctx, s.pool, func(row pgx.CollectableRow) (listedProduct, error) {
 			var p listedProduct
 			err := row.Scan(&p.ID, &p.SKU, &p.Name, &p.Category, &p.PriceCents, &p.Description)
 			return p, err
-		})
+		}, queryCategoryAll, a.category)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return nil, err
 		}
-		writeJSON(w, map[string]any{"category": cat, "products": out})
-		return
+		return map[string]any{"category": a.category, "products": out}, nil
 	}
-	after := int64(0)
-	if r.URL.Query().Has("after") {
-		if after, err = intParam(r, "after"); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-	}
-	rows, err := s.pool.Query(r.Context(), queryCategoryPage, cat, after, pageSize)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (listedProduct, error) {
+	out, err := collect(ctx, s.pool, func(row pgx.CollectableRow) (listedProduct, error) {
 		var p listedProduct
 		err := row.Scan(&p.ID, &p.SKU, &p.Name, &p.Category, &p.PriceCents)
 		return p, err
-	})
+	}, queryCategoryPage, a.category, a.after, pageSize)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
-	reply := map[string]any{"category": cat, "products": out}
+	reply := map[string]any{"category": a.category, "products": out}
 	if len(out) == pageSize {
-		reply["next"] = fmt.Sprintf("/catalog/products?category=%s&after=%d", cat, out[len(out)-1].ID)
+		reply["next"] = fmt.Sprintf("/catalog/products?category=%s&after=%d", a.category, out[len(out)-1].ID)
 	}
-	writeJSON(w, reply)
+	return reply, nil
 }
 
 type trackedEvent struct {

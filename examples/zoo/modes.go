@@ -150,12 +150,12 @@ var modes = []Mode{
 	},
 	{
 		Name:        DBConnectionsSaturate,
-		Description: "a pool of 200 connections (above PostgreSQL's max_connections) with a transaction held across the shipping call",
+		Description: "a pool of 200 connections (above PostgreSQL's max_connections) with a transaction held across the carrier's delivery estimate (~80 ms)",
 		NeedsDB:     true,
 		// The limit a diagnosis names is the server's max_connections, which
 		// the zoo does not set (the database's configuration does).
 		Truth: report.Locus{Endpoint: "GET /orders/status", Resource: "db-connections"},
-		Fix:   "a pool of 16 connections, held only for the statements",
+		Fix:   "a pool of 8 connections, held only for the statement (the carrier is asked after)",
 		Paths: []string{"/orders/status?id=1017", "/orders/status?id=52311", "/orders/status?id=99871", "/orders/status?id=150004"},
 	},
 	{

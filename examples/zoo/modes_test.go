@@ -90,7 +90,7 @@ func TestModeProofs(t *testing.T) {
 			}
 			return nil
 		}},
-		{mode: DBConnectionsSaturate, conc: 48, start: startSaturated(), check: func(broken, fixed loadResult) error {
+		{mode: DBConnectionsSaturate, conc: 64, start: startSaturated(), check: func(broken, fixed loadResult) error {
 			if broken.errorRate() < 0.05 {
 				return fmt.Errorf("broken twin has only %.1f%% errors", 100*broken.errorRate())
 			}
@@ -151,10 +151,10 @@ func TestModeProofs(t *testing.T) {
 	}
 }
 
-// saturatedMaxConns is the small cluster's max_connections: above the fixed
-// pool (16) plus the test's own connections, below the broken pool and the
-// proof's 48 workers.
-const saturatedMaxConns = 30
+// saturatedMaxConns is the small cluster's max_connections (the end-to-end
+// test's): above the fixed pool (8) plus 3 reserved, below the broken pool
+// and the proof's workers.
+const saturatedMaxConns = 20
 
 // startSaturated returns a start function for db.connections-saturated: a
 // cluster of its own (started once, on the first call) whose

@@ -30,6 +30,13 @@ const (
 	pricingJitter = 0.2
 )
 
+// carrierLatency is how long pricing takes to estimate an order's delivery:
+// it asks the carrier's tracking API, a third party across the internet (a
+// continental round trip plus the carrier's own lookup: tens of ms, often
+// more). Long enough that a connection held across it is held for the
+// whole request.
+const carrierLatency = 80 * time.Millisecond
+
 // Shipping's concurrency caps: the small one makes the endpoint shed load
 // at 4 calls in flight; the large one is the fixed twin's.
 const (
@@ -52,6 +59,7 @@ func startPricing(ln net.Listener, latency time.Duration, shippingCap int, trace
 	mux := http.NewServeMux()
 	mux.Handle("GET /price", instrument(tracer, nil, "/price", http.HandlerFunc(p.price)))
 	mux.Handle("GET /shipping", instrument(tracer, nil, "/shipping", http.HandlerFunc(p.shipping)))
+	mux.Handle("GET /delivery", instrument(tracer, nil, "/delivery", http.HandlerFunc(p.delivery)))
 	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	go func() {
@@ -67,8 +75,11 @@ func (p *pricingServer) addr() string { return p.ln.Addr().String() }
 func (p *pricingServer) close(ctx context.Context) error { return p.srv.Shutdown(ctx) }
 
 // backend waits as long as the service's own backend takes.
-func (p *pricingServer) backend(ctx context.Context) error {
-	d := time.Duration(float64(p.latency) * (1 + pricingJitter*(2*rand.Float64()-1)))
+func (p *pricingServer) backend(ctx context.Context) error { return wait(ctx, p.latency) }
+
+// wait waits about latency (with pricingJitter), or until ctx ends.
+func wait(ctx context.Context, latency time.Duration) error {
+	d := time.Duration(float64(latency) * (1 + pricingJitter*(2*rand.Float64()-1)))
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -130,6 +141,24 @@ func (p *pricingServer) shipping(w http.ResponseWriter, r *http.Request) {
 	}
 	days := 2 + int(listPrice(sku+region)%5)
 	writeJSON(w, shippingReply{SKU: sku, Region: region, Days: days, PriceCents: 490 + 100*int64(days)})
+}
+
+type deliveryReply struct {
+	OrderID int64 `json:"order_id"`
+	Days    int   `json:"days"`
+}
+
+// delivery estimates when an order arrives, from the carrier.
+func (p *pricingServer) delivery(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.URL.Query().Get("order"), 10, 64)
+	if err != nil || id < 1 {
+		http.Error(w, "order required", http.StatusBadRequest)
+		return
+	}
+	if err := wait(r.Context(), carrierLatency); err != nil {
+		return
+	}
+	writeJSON(w, deliveryReply{OrderID: id, Days: 1 + int(id%5)})
 }
 
 // errUnavailable is a downstream answer of 503.
@@ -200,6 +229,13 @@ func (c *pricingClient) price(ctx context.Context, sku string) (int64, error) {
 func (c *pricingClient) shipping(ctx context.Context, sku, region string) (shippingReply, error) {
 	var r shippingReply
 	err := c.get(ctx, "/shipping", url.Values{"sku": {sku}, "region": {region}}, &r)
+	return r, err
+}
+
+// delivery returns the carrier's delivery estimate of order id.
+func (c *pricingClient) delivery(ctx context.Context, id int64) (deliveryReply, error) {
+	var r deliveryReply
+	err := c.get(ctx, "/delivery", url.Values{"order": {strconv.FormatInt(id, 10)}}, &r)
 	return r, err
 }
 

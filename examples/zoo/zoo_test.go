@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -261,6 +262,71 @@ func TestEndpointsAnswerWithoutDatabase(t *testing.T) {
 	}
 	if code, _ := fetch(t, s.URL()+"/search?q="+strings.Repeat("x", 200)); code != http.StatusBadRequest {
 		t.Errorf("long query: %d, want 400", code)
+	}
+}
+
+// TestRouteAnswers checks each route's answer to good and bad requests:
+// a database route without a database answers 503 before it reads its
+// parameters; bad parameters 400; unknown ids 404.
+func TestRouteAnswers(t *testing.T) {
+	cart21 := strings.TrimSuffix(strings.Repeat("1,", maxCartSize+1), ",")
+	tests := []struct {
+		name    string
+		db      bool
+		modes   []string
+		path    string
+		code    int
+		bodyHas string
+	}{
+		{name: "no database before a bad id", path: "/orders?id=abc", code: http.StatusServiceUnavailable},
+		{name: "no database before a bad category", path: "/catalog/products?category=x", code: http.StatusServiceUnavailable},
+		{name: "price without a database", path: "/products/price?id=17", code: http.StatusOK, bodyHas: `"sku":"SKU-000017"`},
+		{name: "bad product id", path: "/products/price?id=0", code: http.StatusBadRequest},
+		{name: "unknown product", path: "/quote?product=99999999", code: http.StatusNotFound},
+		{name: "empty region", path: "/shipping?product=17&region=", code: http.StatusBadRequest},
+		{name: "product checked before region", path: "/shipping?product=0&region=", code: http.StatusBadRequest, bodyHas: "product:"},
+		{name: "unknown cart item", path: "/cart/quote?items=1,x", code: http.StatusBadRequest},
+		{name: "cart too large", path: "/cart/quote?items=" + cart21, code: http.StatusBadRequest},
+		{name: "cart", path: "/cart/quote?items=17,230", code: http.StatusOK, bodyHas: `"total_cents":`},
+		{name: "order", db: true, path: "/orders?id=1017", code: http.StatusOK, bodyHas: `"id":1017`},
+		{name: "order id missing", db: true, path: "/orders", code: http.StatusBadRequest},
+		{name: "order unknown", db: true, path: "/orders?id=999999999", code: http.StatusNotFound},
+		{name: "history of nobody", db: true, path: "/orders/history?customer=99999999", code: http.StatusOK, bodyHas: `"orders":[]`},
+		{name: "history bad customer", db: true, path: "/orders/history?customer=0", code: http.StatusBadRequest},
+		{name: "status", db: true, path: "/orders/status?id=1017", code: http.StatusOK, bodyHas: `"delivery_days":`},
+		{name: "status in a transaction", db: true, modes: []string{DBConnectionsSaturate}, path: "/orders/status?id=1017", code: http.StatusOK, bodyHas: `"delivery_days":`},
+		{name: "status unknown", db: true, modes: []string{DBConnectionsSaturate}, path: "/orders/status?id=999999999", code: http.StatusNotFound},
+		{name: "total unknown", db: true, path: "/orders/total?id=999999999", code: http.StatusNotFound},
+		{name: "quote unknown", db: true, path: "/orders/quote?id=999999999", code: http.StatusNotFound},
+		{name: "customer unknown", db: true, path: "/customers?id=99999999", code: http.StatusNotFound},
+		{name: "product page unknown", db: true, path: "/products?id=99999999", code: http.StatusNotFound},
+		{name: "sales of an unknown category", db: true, path: "/reports/sales?category=x", code: http.StatusBadRequest},
+		{name: "bad cursor", db: true, path: "/catalog/products?category=lighting&after=x", code: http.StatusBadRequest},
+		{name: "page with a cursor", db: true, path: "/catalog/products?category=lighting&after=50", code: http.StatusOK, bodyHas: `"next":`},
+		{name: "the unpaged listing ignores the cursor", db: true, modes: []string{PayloadLarge}, path: "/catalog/products?category=lighting&after=x", code: http.StatusOK, bodyHas: `"description":`},
+	}
+	// One zoo per configuration, for the whole test.
+	servers := map[string]*Server{}
+	server := func(db bool, modes []string) *Server {
+		key := fmt.Sprint(db, modes)
+		if s, ok := servers[key]; ok {
+			return s
+		}
+		cfg := Config{Bottlenecks: modes}
+		if db {
+			cfg.DSN = seededDSN(t)
+		}
+		servers[key] = startZoo(t, cfg)
+		return servers[key]
+	}
+	for _, tt := range tests {
+		s := server(tt.db, tt.modes)
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := fetch(t, s.URL()+tt.path)
+			if code != tt.code || !strings.Contains(body, tt.bodyHas) {
+				t.Errorf("GET %s: %d %.200s; want %d with %q", tt.path, code, body, tt.code, tt.bodyHas)
+			}
+		})
 	}
 }
 
