@@ -187,74 +187,58 @@ type token struct {
 
 const opChars = "+-*/<>=~!@#%^&|`?"
 
+// punct are the one-byte tokens.
+var punct = [256]tokKind{'(': tLParen, ')': tRParen, '[': tLBrack, ']': tRBrack, ',': tComma, '.': tDot}
+
+// scan returns the index of the first byte from i on that is not in.
+func scan(s string, i int, in func(byte) bool) int {
+	for i < len(s) && in(s[i]) {
+		i++
+	}
+	return i
+}
+
+func isNumByte(c byte) bool   { return isDigit(c) || c == '.' || c == 'e' || c == 'E' }
+func isIdentByte(c byte) bool { return isIdentStart(c) || isDigit(c) || c == '$' }
+func isOpByte(c byte) bool    { return strings.IndexByte(opChars, c) >= 0 }
+
 func tokenize(s string) []token {
 	var toks []token
 	i := 0
 	for i < len(s) {
 		c := s[i]
+		kind, j := tEOF, i+1
 		switch {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			i++
-		case c == '\'':
-			j, val := quoted(s, i, '\'')
-			toks = append(toks, token{tStr, val})
+			continue
+		case c == '\'' || c == '"':
+			kind = tStr
+			if c == '"' {
+				kind = tQIdent
+			}
+			var val string
+			j, val = quoted(s, i, c)
+			toks = append(toks, token{kind, val})
 			i = j
-		case c == '"':
-			j, val := quoted(s, i, '"')
-			toks = append(toks, token{tQIdent, val})
-			i = j
+			continue
 		case c == '$':
-			j := i + 1
-			for j < len(s) && isDigit(s[j]) {
-				j++
-			}
-			toks = append(toks, token{tParam, s[i:j]})
-			i = j
+			kind, j = tParam, scan(s, i+1, isDigit)
 		case isDigit(c):
-			j := i
-			for j < len(s) && (isDigit(s[j]) || s[j] == '.' || s[j] == 'e' || s[j] == 'E') {
-				j++
-			}
-			toks = append(toks, token{tNum, s[i:j]})
-			i = j
+			kind, j = tNum, scan(s, i, isNumByte)
 		case isIdentStart(c):
-			j := i
-			for j < len(s) && (isIdentStart(s[j]) || isDigit(s[j]) || s[j] == '$') {
-				j++
-			}
-			toks = append(toks, token{tIdent, s[i:j]})
-			i = j
+			kind, j = tIdent, scan(s, i, isIdentByte)
 		case c == ':' && i+1 < len(s) && s[i+1] == ':':
-			toks = append(toks, token{tCast, "::"})
-			i += 2
-		case c == '(':
-			toks = append(toks, token{tLParen, "("})
-			i++
-		case c == ')':
-			toks = append(toks, token{tRParen, ")"})
-			i++
-		case c == '[':
-			toks = append(toks, token{tLBrack, "["})
-			i++
-		case c == ']':
-			toks = append(toks, token{tRBrack, "]"})
-			i++
-		case c == ',':
-			toks = append(toks, token{tComma, ","})
-			i++
-		case c == '.':
-			toks = append(toks, token{tDot, "."})
-			i++
-		case strings.IndexByte(opChars, c) >= 0:
-			j := i
-			for j < len(s) && strings.IndexByte(opChars, s[j]) >= 0 {
-				j++
-			}
-			toks = append(toks, token{tOp, s[i:j]})
-			i = j
-		default:
-			i++ // anything else is skipped
+			kind, j = tCast, i+2
+		case punct[c] != tEOF:
+			kind = punct[c]
+		case isOpByte(c):
+			kind, j = tOp, scan(s, i, isOpByte)
 		}
+		if kind != tEOF { // anything else is skipped
+			toks = append(toks, token{kind, s[i:j]})
+		}
+		i = j
 	}
 	return toks
 }
@@ -577,21 +561,11 @@ func (p *parser) parsePostfix(e *expr) *expr {
 
 // skipBalanced consumes an opening bracket and everything up to its match.
 func (p *parser) skipBalanced() {
-	depth := 0
-	for {
-		t := p.next()
-		switch t.kind {
-		case tEOF:
-			return
-		case tLParen, tLBrack:
-			depth++
-		case tRParen, tRBrack:
-			depth--
-			if depth <= 0 {
-				return
-			}
-		}
+	closing := tRParen
+	if p.next().kind == tLBrack {
+		closing = tRBrack
 	}
+	p.skipTo(closing)
 }
 
 // skipTo consumes tokens up to and including the closing token at depth 0.
