@@ -11,9 +11,13 @@ DURATION=${DURATION:-10m}
 RATE=${RATE:-10000}
 PORT=${PORT:-20091}
 BIN=$(mktemp -d -t chokepoint-mem-XXXX)
-trap 'kill $srv 2>/dev/null || true; rm -rf "$BIN"' EXIT
+srv=; gen=
+trap 'kill $gen $srv 2>/dev/null || true; rm -rf "$BIN"' EXIT
 go build -o "$BIN/chokepoint" ./cmd/chokepoint
 go build -o "$BIN/server" ./bench/load/server
+if (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+  echo "memory.sh: port $PORT is in use (another run?); set PORT" >&2; exit 1
+fi
 "$BIN/server" -addr "127.0.0.1:$PORT" & srv=$!
 for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 "$BIN/chokepoint" load "http://127.0.0.1:$PORT/" --rate "$RATE" --duration "$DURATION" \
