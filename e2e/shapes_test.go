@@ -44,11 +44,6 @@ var twoFaultShapes = []twoFaults{
 	{
 		limiting: zoo.CPUHotPath, lesser: zoo.DownstreamSerial,
 		why: "search burns ~2.5 ms of CPU per request on a 2-core machine; the cart quote waits 5 x 3 ms on pricing one call after another, which costs latency but no CPU",
-		// Known gap (issue 6 note): in this mix the hot function holds 38-48%
-		// of the CPU, under cpu.hot-path's 40% own-work bar in some runs, and
-		// the rule ties it to the endpoint with the most request time (the
-		// cart quote) instead of the one whose handler is on the hot stacks.
-		knownGap: "cpu.hot-path in a mixed load: own-work share bar and endpoint attribution",
 	},
 	{
 		limiting: zoo.DBMissingIndex, lesser: zoo.DBNPlusOne,
@@ -149,11 +144,13 @@ func checkTwoFaults(t *testing.T, s twoFaults) {
 }
 
 // TestShapesProxy hunts the zoo behind nginx, started by the test with its
-// own configuration. With the limit in the proxy (a connection cap of a few
-// requests in front of a healthy zoo), the finding must name nginx; with the
-// limit behind it (a zoo bottleneck, its process, pprof and metrics given
-// explicitly because discovery on the front port finds nginx), the finding
-// must name the real cause behind the proxy.
+// own configuration. Discovery on the front port finds nginx's master and
+// follows its upstream connections to the zoo: the zoo becomes the target
+// (its /proc, its pprof and metrics on its own port) and nginx's process
+// tree is watched as the proxy. With the limit in the proxy (a connection
+// cap of a few requests in front of a healthy zoo), the finding must name
+// nginx; with the limit behind it (a zoo bottleneck), the finding must name
+// the real cause behind the proxy.
 func TestShapesProxy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end hunts are not short; run without -short")
@@ -199,6 +196,7 @@ func checkProxyLimit(t *testing.T, bin string) {
 	rep := hunt(t, modePaths(front.url, m.Paths), huntOpts{maxRate: 3000})
 	logReport(t, rep)
 	t.Logf("nginx master pid %d; zoo pid %d", front.pid, p.Pid())
+	checkSeenThrough(t, rep, front, p)
 
 	if len(rep.Findings) == 0 {
 		t.Fatalf("no finding (limited_by %s); want net.connection-limit or concurrency.limit naming nginx; ruled out: %v", rep.Capacity.LimitedBy, rep.RuledOut)
@@ -242,14 +240,11 @@ func checkBehindProxy(t *testing.T, bin string) {
 	}
 	p := startZooModes(t, []string{mode}, false, "http://"+otlpAddr)
 	front := startNginx(t, bin, "nginx-proxy.conf", p.URL(), roomyWorkerConnections)
-	extra := []string{"--pid", fmt.Sprint(p.Pid()), "--pprof", p.URL() + "/debug/pprof", "--metrics", p.URL() + "/metrics"}
-	rep := hunt(t, modePaths(front.url, m.Paths), huntOpts{postgres: pg, otlp: otlpAddr, extra: extra})
+	// No --pid, --pprof or --metrics: discovery finds the zoo behind nginx.
+	rep := hunt(t, modePaths(front.url, m.Paths), huntOpts{postgres: pg, otlp: otlpAddr})
 	logReport(t, rep)
 	t.Logf("nginx master pid %d; zoo pid %d", front.pid, p.Pid())
-
-	if rep.Target.PID != 0 && rep.Target.PID != p.Pid() {
-		t.Errorf("report target pid %d, want the zoo's %d given by --pid", rep.Target.PID, p.Pid())
-	}
+	checkSeenThrough(t, rep, front, p)
 	if len(rep.Findings) == 0 {
 		t.Fatalf("no finding (limited_by %s); want %s; ruled out: %v", rep.Capacity.LimitedBy, mode, rep.RuledOut)
 	}
@@ -269,6 +264,38 @@ func checkBehindProxy(t *testing.T, bin string) {
 	for _, g := range rep.Findings {
 		if g.Locus.Process == "nginx" && (g.Severity == report.SeverityCritical || g.Severity == report.SeverityMajor) {
 			t.Errorf("a %s %s finding blames the proxy, which has room to spare: %s", g.Severity, g.Kind, g.Title)
+		}
+	}
+}
+
+// checkSeenThrough checks that discovery saw through the proxy: the zoo
+// behind nginx is the target, with pprof and metrics on its own port, and
+// nginx's master and worker are watched as the proxy in front of it.
+func checkSeenThrough(t *testing.T, rep *report.Report, front nginxProc, zooProc *zoo.Process) {
+	t.Helper()
+	disc := ""
+	for _, n := range rep.Notes {
+		if strings.HasPrefix(n, "discovery: ") {
+			disc = n
+		}
+	}
+	if want := "pprof at " + zooProc.URL() + "/debug/pprof"; !strings.Contains(disc, want) {
+		t.Errorf("%q: want %q, the zoo's own port rather than through nginx", disc, want)
+	}
+	if rep.Target.PID != zooProc.Pid() {
+		t.Errorf("report target pid %d, want the zoo's %d, found behind nginx (%d)", rep.Target.PID, zooProc.Pid(), front.pid)
+	}
+	for _, c := range rep.Coverage {
+		switch c.Source {
+		case "proc":
+			proxy := fmt.Sprintf("proxy %d (nginx)", front.pid)
+			if !strings.Contains(c.Detail, proxy) || !strings.Contains(c.Detail, "process tree (up to 2 processes") || !strings.Contains(c.Detail, fmt.Sprintf("target %d", zooProc.Pid())) {
+				t.Errorf("proc coverage %q: want the zoo as target and %s summed over nginx's master and worker", c.Detail, proxy)
+			}
+		case "pprof", "metrics":
+			if c.Status != "ok" {
+				t.Errorf("%s coverage %s: %s", c.Source, c.Status, c.Detail)
+			}
 		}
 	}
 }

@@ -111,6 +111,9 @@ func runHunt(ctx context.Context, env *Env, cmd *cobra.Command, f *huntFlags, ar
 		URLs: src.URLs(), PprofURL: f.pprof, MetricsURL: f.metrics, PID: f.pid,
 		PostgresDSN: secret.String(postgres), OTLPHTTP: f.otlpHTTP, OTLPGRPC: f.otlpGRPC, Off: f.noProbes,
 	}
+	if len(args) > 0 {
+		popts.Target = args[0] // plain URLs are requested with GET
+	}
 	if f.dryRun {
 		return printDryRun(ctx, env.Stdout, f, src, search, popts)
 	}

@@ -123,7 +123,7 @@ func (in *Input) clConnLoss(step int) connLoss {
 		c.decisive = append(c.decisive, fmt.Sprintf("refused or reset connections %s of requests", pct(c.errShare)))
 	}
 
-	if tgt := in.procStats(evidence.RoleTarget, step); tgt.N > 0 && tgt.FDLimit > 0 {
+	if tgt := netFront(in, step); tgt.N > 0 && tgt.FDLimit > 0 {
 		c.fds, c.fdLimit = tgt.FDs, tgt.FDLimit
 		c.fdSig = tgt.FDs/tgt.FDLimit >= netFDShare
 		if !c.fdSig {
@@ -167,8 +167,11 @@ func (r netConnectionLimit) Check(in *Input) Result {
 		resource = "fd"
 	}
 	f := report.Finding{Kind: r.Kind(), Locus: report.Locus{Resource: resource}}
-	tgt := in.procStats(evidence.RoleTarget, focus)
-	if tgt.N > 0 && clIsProxy(tgt.Name) {
+	if px := in.procStats(evidence.RoleProxy, focus); px.N > 0 {
+		// The clients connect to the proxy, not to the target behind it:
+		// connections they lose are the proxy's.
+		f.Locus.Process = px.Name
+	} else if tgt := in.procStats(evidence.RoleTarget, focus); tgt.N > 0 && clIsProxy(tgt.Name) {
 		f.Locus.Process = tgt.Name
 	}
 	// Impact: the share of requests the lost connections hit: failed, or
@@ -235,4 +238,14 @@ func (r netConnectionLimit) Check(in *Input) Result {
 	f.Impact = round3(impact)
 	f.Confidence = round3(math.Min(conf, 0.95))
 	return Result{Findings: []Candidate{{Finding: f, Limiting: broke && in.Breached()}}}
+}
+
+// netFront is the process the clients connect to over a step: the proxy on
+// the target's port when discovery found one in front of the target, else
+// the target.
+func netFront(in *Input, step int) procStats {
+	if px := in.procStats(evidence.RoleProxy, step); px.N > 0 {
+		return px
+	}
+	return in.procStats(evidence.RoleTarget, step)
 }

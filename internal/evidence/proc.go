@@ -5,24 +5,42 @@ const (
 	RoleTarget  = "target"  // the service under test
 	RoleLoadgen = "loadgen" // chokepoint's own process
 	RoleMachine = "machine" // the whole machine
+	// RoleProxy is the process listening on the target's port when it
+	// forwards the requests to a backend on this machine (a reverse proxy);
+	// the backend is then the target.
+	RoleProxy = "proxy"
 )
 
 // ProcRecord is one sample (about once a second) in ProcStream (proc.jsonl):
-// either one watched process (Role target or loadgen, Process set) or the
-// machine (Role machine, Machine set). Rates are over the interval since the
+// either one watched process (Role target, proxy or loadgen, Process set) or
+// the machine (Role machine, Machine set). Rates are over the interval since the
 // previous sample of the same role and PID.
 type ProcRecord struct {
-	T          int64          `json:"t"`
-	Role       string         `json:"role"`
-	PID        int            `json:"pid,omitempty"`
-	IntervalMS int64          `json:"interval_ms"`
-	Process    *ProcessSample `json:"process,omitempty"`
-	Machine    *MachineSample `json:"machine,omitempty"`
+	T          int64  `json:"t"`
+	Role       string `json:"role"`
+	PID        int    `json:"pid,omitempty"`
+	IntervalMS int64  `json:"interval_ms"`
+	// Port is the TCP port the process listens on for this role when
+	// discovery found it there (the target's port for a proxy, the
+	// upstream's for the target behind it); 0 when not known.
+	Port    int            `json:"port,omitempty"`
+	Process *ProcessSample `json:"process,omitempty"`
+	Machine *MachineSample `json:"machine,omitempty"`
 }
 
-// ProcessSample is what /proc/PID (and its cgroup) says about one process.
+// ProcessSample is what /proc/PID (and its cgroup) says about one process,
+// or, when Processes > 1, about a process tree (the process and its
+// descendants, e.g. a pre-fork server's master and workers): counters and
+// gauges summed over the tree's members, rates over the members present at
+// both ends of the interval.
 type ProcessSample struct {
-	Name string `json:"name"` // comm
+	Name string `json:"name"` // comm of the root process
+
+	// Processes is how many processes were summed (absent in records of
+	// one process written before trees were summed); PIDs lists them, the
+	// root first.
+	Processes int   `json:"processes,omitempty"`
+	PIDs      []int `json:"pids,omitempty"`
 
 	// CPU used, in cores (1.0 = one CPU busy for the whole interval).
 	CPUCores    float64 `json:"cpu_cores"`
@@ -33,6 +51,11 @@ type ProcessSample struct {
 	RSSBytes int64 `json:"rss_bytes"`
 	FDs      int   `json:"fds"`
 	FDLimit  int64 `json:"fd_limit"` // soft RLIMIT_NOFILE; 0 when unlimited or unknown
+	// FDMaxShare is the highest open/limit ratio of one member: a tree's
+	// summed FDs can hide one worker at its limit. Absent when unknown.
+	FDMaxShare float64 `json:"fd_max_share,omitempty"`
+	// Sockets is how many of the open descriptors are sockets.
+	Sockets int `json:"sockets,omitempty"`
 
 	// I/O per second: storage bytes (read_bytes/write_bytes) and all bytes
 	// through read/write syscalls, sockets included (rchar/wchar). Absent

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"slices"
 	"strconv"
 
 	"github.com/chokepoint/chokepoint/internal/evidence"
@@ -21,10 +23,15 @@ import (
 
 // ProbeOptions says which evidence sources a hunt should use.
 type ProbeOptions struct {
-	URLs        []string // the target origins
-	PprofURL    string   // "" = auto for local targets
-	MetricsURL  string   // "" = auto for local targets
-	PID         int      // 0 = auto for local targets
+	URLs []string // the target origins
+	// Target is one URL the hunt requests with GET (the first plain URL):
+	// discovery compares its answer through a reverse proxy and at the
+	// proxy's backend. "" = the first origin, whose root path a service
+	// may not serve (then a backend is not recognised).
+	Target      string
+	PprofURL    string // "" = auto for local targets
+	MetricsURL  string // "" = auto for local targets
+	PID         int    // 0 = auto for local targets
 	PostgresDSN secret.String
 	OTLPHTTP    string // "" = default when free, "off" = disabled
 	OTLPGRPC    string
@@ -35,13 +42,18 @@ type ProbeOptions struct {
 type found struct {
 	pid                int
 	pidHow             string
+	port               int // where the target process listens, 0 unknown
+	proxyPID           int // the process on the target's port when it is not the target
+	proxyPort          int
 	pprofURL, pprofHow string
 	metricsURL, metHow string
 	otlpHTTP, otlpGRPC string
 	summary            string // what discovery found, for coverage
 }
 
-func discoverAll(ctx context.Context, o ProbeOptions) found {
+// discoverAll decides the probes' targets; passive discovery sends nothing
+// to the target's URL (a dry run).
+func discoverAll(ctx context.Context, o ProbeOptions, passive bool) found {
 	f := found{pid: o.PID, pprofURL: o.PprofURL, metricsURL: o.MetricsURL}
 	if f.pid != 0 {
 		f.pidHow = "given by --pid"
@@ -54,14 +66,39 @@ func discoverAll(ctx context.Context, o ProbeOptions) found {
 	}
 	if len(o.URLs) > 0 {
 		// Only the first origin is examined: the target is one service.
-		d, err := discover.Discover(ctx, o.URLs[0], discover.Options{})
+		target := o.URLs[0]
+		if o.Target != "" {
+			target = o.Target
+		}
+		d, err := discover.Discover(ctx, target, discover.Options{Passive: passive})
 		if err == nil && d.Local {
 			f.summary = d.Summary()
-			if f.pid == 0 && d.PID != 0 {
-				f.pid, f.pidHow = d.PID, "found listening on port "+strconv.Itoa(d.Port)
-				if len(d.Processes) > 0 {
-					f.pidHow += " (" + d.Processes[0].Name + ")"
+			front := ""
+			for _, p := range d.Processes {
+				if p.PID == d.PID {
+					front = p.Name
 				}
+			}
+			// Behind a reverse proxy the backend is the target: its code
+			// is what pprof profiles; the proxy is watched beside it.
+			if b := d.Backend; f.pid == 0 && b != nil && b.PID != 0 {
+				f.pid = b.PID
+				f.pidHow = fmt.Sprintf("found behind pid %d (%s) on port %d, which forwards the target's requests to it on port %d (%s)", d.PID, front, d.Port, b.Port, b.Name())
+			}
+			if f.pid == 0 && d.PID != 0 {
+				f.pid = d.PID
+				f.pidHow = "found listening on port " + strconv.Itoa(d.Port) + " (" + front + ")"
+			}
+			switch {
+			case f.pid == d.PID:
+				f.port = d.Port
+			case d.Backend != nil && f.pid == d.Backend.PID:
+				f.port = d.Backend.Port
+			}
+			// The process on the target's port, when it is not the target,
+			// one of its tree nor chokepoint itself, stands in front of it.
+			if d.PID != 0 && !slices.Contains(d.Tree, f.pid) && d.PID != os.Getpid() {
+				f.proxyPID, f.proxyPort = d.PID, d.Port
 			}
 			if f.pprofURL == "" && d.PprofURL != "" {
 				f.pprofURL, f.pprofHow = d.PprofURL, "found at "+d.PprofURL
@@ -87,7 +124,7 @@ func PlanProbes(ctx context.Context, o ProbeOptions) []report.Coverage {
 	if o.Off {
 		return []report.Coverage{{Source: "probes", Status: probe.StatusUnavailable, Detail: "disabled by --no-probes"}}
 	}
-	f := discoverAll(ctx, o)
+	f := discoverAll(ctx, o, true)
 	var out []report.Coverage
 	add := func(src string, ok bool, yes, no string) {
 		if ok {
@@ -96,7 +133,11 @@ func PlanProbes(ctx context.Context, o ProbeOptions) []report.Coverage {
 			out = append(out, report.Coverage{Source: src, Status: probe.StatusUnavailable, Detail: no})
 		}
 	}
-	add("proc", f.pid != 0, fmt.Sprintf("process %d (%s)", f.pid, f.pidHow), "no target process found: give --pid (only for targets on this machine)")
+	proxy := ""
+	if f.proxyPID != 0 {
+		proxy = fmt.Sprintf("; and pid %d, in front of it on the target's port", f.proxyPID)
+	}
+	add("proc", f.pid != 0, fmt.Sprintf("process %d (%s)%s", f.pid, f.pidHow, proxy), "no target process found: give --pid (only for targets on this machine)")
 	add("pprof", f.pprofURL != "", f.pprofHow, "no /debug/pprof found: give --pprof URL (Go: import _ \"net/http/pprof\")")
 	add("metrics", f.metricsURL != "", f.metHow, "no /metrics found: give --metrics URL")
 	add("postgres", o.PostgresDSN != "", "read-only connection to "+secret.DSN(o.PostgresDSN.Reveal()), "no database given: --postgres DSN or $CHOKEPOINT_POSTGRES")
@@ -127,11 +168,17 @@ func BuildProbes(ctx context.Context, o ProbeOptions, logger *slog.Logger) Built
 		}
 		return Built{Probes: probes, Notes: notes}
 	}
-	f := discoverAll(ctx, o)
+	f := discoverAll(ctx, o, false)
 
 	watches := []proc.Watch{proc.Self()}
 	if f.pid != 0 {
-		watches = append(watches, proc.Watch{PID: f.pid, Role: evidence.RoleTarget})
+		// The target's children work for it (a pre-fork server's
+		// workers), unless the target is this process, whose children
+		// are not the target's.
+		watches = append(watches, proc.Watch{PID: f.pid, Role: evidence.RoleTarget, Tree: f.pid != os.Getpid(), Port: f.port})
+		if f.proxyPID != 0 {
+			watches = append(watches, proc.Watch{PID: f.proxyPID, Role: evidence.RoleProxy, Tree: true, Port: f.proxyPort})
+		}
 	} else {
 		note("proc", probe.StatusUnavailable, "target process not found: give --pid (only for targets on this machine); the machine and the generator are still watched")
 	}

@@ -43,6 +43,10 @@ type Options struct {
 	ProcRoot string        // "/proc"
 	Client   *http.Client  // nil: a client without proxies
 	Timeout  time.Duration // per HTTP check (DefaultTimeout)
+	// Passive sends nothing to the target's own URL (a dry run): the
+	// upstreams of the process on its port are then only those it is
+	// connected to already, and none is checked to be its backend.
+	Passive bool
 }
 
 // Process is one process holding the target's listening socket.
@@ -61,10 +65,25 @@ type Result struct {
 	Local bool   `json:"local"` // the host is a loopback or local address
 	// PID is the process serving the port (the parent when workers share
 	// the socket); 0 when not found. Processes lists every holder.
-	PID        int       `json:"pid,omitempty"`
-	Processes  []Process `json:"processes,omitempty"`
-	PprofURL   string    `json:"pprof_url,omitempty"`   // origin + /debug/pprof when it answers like Go's
-	MetricsURL string    `json:"metrics_url,omitempty"` // origin + /metrics when it serves Prometheus text
+	PID       int       `json:"pid,omitempty"`
+	Processes []Process `json:"processes,omitempty"`
+	// Tree is PID and its descendants (a pre-fork server's master and
+	// workers), PID first.
+	Tree []int `json:"tree,omitempty"`
+	// Upstreams are the listeners on this machine the tree holds outgoing
+	// connections to, most connections first; Backend, when not nil, is
+	// the one that answers the target's request as the target's port does:
+	// the process on the port is a reverse proxy and Backend serves.
+	Upstreams []Upstream `json:"upstreams,omitempty"`
+	Backend   *Upstream  `json:"backend,omitempty"`
+	// FrontAnswer is what the target's port answered the target's request
+	// when upstreams were compared with it.
+	FrontAnswer string `json:"front_answer,omitempty"`
+	// PprofURL and MetricsURL are where Go's pprof index and Prometheus
+	// text answer: on the backend's own port when there is a backend and
+	// they answer there, else through the target's origin.
+	PprofURL   string `json:"pprof_url,omitempty"`
+	MetricsURL string `json:"metrics_url,omitempty"`
 	// Notes say what was looked for and not found, and why.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -83,6 +102,18 @@ func (r Result) Summary() string {
 			}
 		}
 		parts = append(parts, fmt.Sprintf("pid %d (%s) listens on port %d", r.PID, name, r.Port))
+		if len(r.Tree) > 1 {
+			parts = append(parts, fmt.Sprintf("its process tree has %d processes", len(r.Tree)))
+		}
+		if b := r.Backend; b != nil {
+			parts = append(parts, fmt.Sprintf("it forwards the target's requests to pid %d (%s) on port %d (same answer there)", b.PID, b.Name(), b.Port))
+		} else if len(r.Upstreams) > 0 {
+			why := "none answers the target's request as its port does"
+			if r.FrontAnswer != "" {
+				why += ": " + r.FrontAnswer
+			}
+			parts = append(parts, "connected to local listeners on "+upstreamSummary(r.Upstreams)+" ("+why+")")
+		}
 	} else {
 		parts = append(parts, fmt.Sprintf("no process found listening on port %d", r.Port))
 	}
@@ -127,7 +158,7 @@ func Discover(ctx context.Context, target string, opt Options) (Result, error) {
 		opt.Client = &http.Client{Transport: &http.Transport{Proxy: nil}}
 	}
 
-	ips, local, err := localAddrs(ctx, r.Host)
+	ips, local, isLocal, err := localAddrs(ctx, r.Host)
 	if err != nil {
 		r.Notes = append(r.Notes, err.Error())
 	}
@@ -146,47 +177,94 @@ func Discover(ctx context.Context, target string, opt Options) (Result, error) {
 		r.Notes = append(r.Notes, fmt.Sprintf("no readable process listens on port %d (another user's process needs root to be seen)", port))
 	}
 
-	origin := u.Scheme + "://" + u.Host
-	if err := checkPprof(ctx, opt, origin+"/debug/pprof/"); err != nil {
-		r.Notes = append(r.Notes, "pprof: "+err.Error())
-	} else {
-		r.PprofURL = origin + "/debug/pprof"
+	if r.PID > 0 {
+		r.Tree = treeOf(opt.ProcRoot, r.PID)
+		ups, front, err := findUpstreams(ctx, opt, u, r.Tree, isLocal)
+		if err != nil {
+			r.Notes = append(r.Notes, "upstreams: "+err.Error())
+		}
+		if front.status != 0 {
+			r.FrontAnswer = front.String()
+		}
+		r.Upstreams = ups
+		for i := range ups {
+			if ups[i].Backend {
+				r.Backend = &r.Upstreams[i]
+				break
+			}
+		}
+		if opt.Passive && len(ups) > 0 {
+			r.Notes = append(r.Notes, "connected to local listeners on "+upstreamSummary(ups)+"; whether one is a backend behind a proxy is checked only when the hunt runs")
+		}
 	}
-	if err := checkMetrics(ctx, opt, origin+"/metrics"); err != nil {
-		r.Notes = append(r.Notes, "metrics: "+err.Error())
-	} else {
-		r.MetricsURL = origin + "/metrics"
+
+	// pprof and metrics: the backend's own port first (they describe the
+	// process that serves, and a proxy's limits do not cut them off),
+	// then the target's origin.
+	origins := []string{u.Scheme + "://" + u.Host}
+	if r.Backend != nil {
+		origins = append([]string{"http://" + r.Backend.Addr}, origins...)
+	}
+	var perr, merr []string
+	for _, origin := range origins {
+		if r.PprofURL == "" {
+			if err := checkPprof(ctx, opt, origin+"/debug/pprof/"); err != nil {
+				perr = append(perr, err.Error())
+			} else {
+				r.PprofURL = origin + "/debug/pprof"
+			}
+		}
+		if r.MetricsURL == "" {
+			if err := checkMetrics(ctx, opt, origin+"/metrics"); err != nil {
+				merr = append(merr, err.Error())
+			} else {
+				r.MetricsURL = origin + "/metrics"
+			}
+		}
+	}
+	if r.PprofURL == "" {
+		r.Notes = append(r.Notes, "pprof: "+strings.Join(perr, "; "))
+	}
+	if r.MetricsURL == "" {
+		r.Notes = append(r.Notes, "metrics: "+strings.Join(merr, "; "))
 	}
 	return r, nil
 }
 
 // localAddrs resolves host and reports whether it is this machine: a
-// loopback, unspecified or local interface address.
-func localAddrs(ctx context.Context, host string) ([]net.IP, bool, error) {
+// loopback, unspecified or local interface address. isLocal tells the same
+// of any address.
+func localAddrs(ctx context.Context, host string) ([]net.IP, bool, func(net.IP) bool, error) {
+	ifaddrs, _ := net.InterfaceAddrs()
+	isLocal := func(ip net.IP) bool {
+		if ip.IsLoopback() || ip.IsUnspecified() {
+			return true
+		}
+		for _, a := range ifaddrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+				return true
+			}
+		}
+		return false
+	}
 	var ips []net.IP
 	if ip := net.ParseIP(host); ip != nil {
 		ips = []net.IP{ip}
 	} else {
 		addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
 		if err != nil {
-			return nil, false, fmt.Errorf("resolve %s: %w", host, err)
+			return nil, false, isLocal, fmt.Errorf("resolve %s: %w", host, err)
 		}
 		for _, a := range addrs {
 			ips = append(ips, a.IP)
 		}
 	}
-	ifaddrs, _ := net.InterfaceAddrs()
 	for _, ip := range ips {
-		if ip.IsLoopback() || ip.IsUnspecified() {
-			return ips, true, nil
-		}
-		for _, a := range ifaddrs {
-			if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
-				return ips, true, nil
-			}
+		if isLocal(ip) {
+			return ips, true, isLocal, nil
 		}
 	}
-	return ips, false, nil
+	return ips, false, isLocal, nil
 }
 
 // tcpListenState is TCP_LISTEN in /proc/net/tcp's "st" column.
@@ -195,7 +273,26 @@ const tcpListenState = "0A"
 // listenInodes returns the socket inodes listening on port at one of ips
 // or a wildcard address, from /proc/net/tcp and tcp6.
 func listenInodes(procRoot string, ips []net.IP, port int) (map[uint64]bool, error) {
+	socks, err := readSockets(procRoot)
+	if err != nil {
+		return nil, err
+	}
 	inodes := map[uint64]bool{}
+	for _, s := range socks {
+		if s.state != tcpListenState || s.port != port {
+			continue
+		}
+		if s.ip.IsUnspecified() || matches(s.ip, ips) {
+			inodes[s.inode] = true
+		}
+	}
+	return inodes, nil
+}
+
+// readSockets reads every TCP socket of /proc/net/tcp and tcp6; an error
+// means neither could be read.
+func readSockets(procRoot string) ([]socket, error) {
+	var all []socket
 	var errs []error
 	read := 0
 	for _, name := range []string{"tcp", "tcp6"} {
@@ -211,19 +308,12 @@ func listenInodes(procRoot string, ips []net.IP, port int) (map[uint64]bool, err
 			continue
 		}
 		read++
-		for _, s := range socks {
-			if s.state != tcpListenState || s.port != port {
-				continue
-			}
-			if s.ip.IsUnspecified() || matches(s.ip, ips) {
-				inodes[s.inode] = true
-			}
-		}
+		all = append(all, socks...)
 	}
 	if read == 0 {
-		return nil, fmt.Errorf("read listening sockets: %w", errors.Join(errs...))
+		return nil, fmt.Errorf("read sockets: %w", errors.Join(errs...))
 	}
-	return inodes, nil
+	return all, nil
 }
 
 func matches(ip net.IP, ips []net.IP) bool {
@@ -239,6 +329,8 @@ func matches(ip net.IP, ips []net.IP) bool {
 type socket struct {
 	ip    net.IP
 	port  int
+	rip   net.IP // remote address; unspecified for a listener
+	rport int
 	state string
 	inode uint64
 }
@@ -263,11 +355,15 @@ func parseNetTCP(r io.Reader) ([]socket, error) {
 		if err != nil {
 			continue
 		}
+		rip, rport, err := parseHexAddr(f[2])
+		if err != nil {
+			continue
+		}
 		inode, err := strconv.ParseUint(f[9], 10, 64)
 		if err != nil {
 			continue
 		}
-		out = append(out, socket{ip: ip, port: port, state: f[3], inode: inode})
+		out = append(out, socket{ip: ip, port: port, rip: rip, rport: rport, state: f[3], inode: inode})
 	}
 	return out, sc.Err()
 }
@@ -300,35 +396,19 @@ func listeners(procRoot string, ips []net.IP, port int) ([]Process, error) {
 	if err != nil || len(inodes) == 0 {
 		return nil, err
 	}
-	entries, err := os.ReadDir(procRoot)
-	if err != nil {
-		return nil, fmt.Errorf("scan processes: %w", err)
+	owners, err := socketOwners(procRoot, inodes)
+	byPID := map[int]Process{}
+	for _, procs := range owners {
+		for _, p := range procs {
+			byPID[p.PID] = p
+		}
 	}
-	var out []Process
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid <= 0 {
-			continue
-		}
-		fdDir := filepath.Join(procRoot, e.Name(), "fd")
-		fds, err := os.ReadDir(fdDir)
-		if err != nil {
-			continue // gone, or another user's
-		}
-		for _, fd := range fds {
-			link, err := os.Readlink(filepath.Join(fdDir, fd.Name()))
-			if err != nil {
-				continue
-			}
-			ino, ok := socketInode(link)
-			if ok && inodes[ino] {
-				out = append(out, describe(procRoot, pid))
-				break
-			}
-		}
+	out := make([]Process, 0, len(byPID))
+	for _, p := range byPID {
+		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
-	return out, nil
+	return out, err
 }
 
 func socketInode(link string) (uint64, bool) {

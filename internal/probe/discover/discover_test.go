@@ -1,7 +1,6 @@
 package discover
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	httppprof "net/http/pprof"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -19,14 +17,20 @@ import (
 	"github.com/chokepoint/chokepoint/internal/secret"
 )
 
-const envChild = "CHOKEPOINT_DISCOVER_TEST_CHILD" // "1": serve as the discovered target
+// envChild makes the test binary a child process: "1" serves as the
+// discovered target; the roles of upstream_test.go (a backend, a proxy and
+// its worker, a service with a dependency) are named there.
+const envChild = "CHOKEPOINT_DISCOVER_TEST_CHILD"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(envChild) == "1" {
+	switch role := os.Getenv(envChild); role {
+	case "":
+		os.Exit(m.Run())
+	case "1":
 		serveChild()
-		return
+	default:
+		upstreamChild(role)
 	}
-	os.Exit(m.Run())
 }
 
 // serveChild is a Go service with pprof and metrics in its own process; it
@@ -48,36 +52,19 @@ func serveChild() {
 		io.Copy(io.Discard, os.Stdin)
 		os.Exit(0)
 	}()
-	fmt.Println("http://" + l.Addr().String() + "/orders?id=1")
+	fmt.Println("ready http://" + l.Addr().String() + "/orders?id=1")
 	_ = http.Serve(l, mux)
 }
 
 func TestDiscoverChild(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$", "--db-password=hunter2", "--dsn", "postgres://app:hunter2@db/shop")
-	cmd.Env = append(os.Environ(), envChild+"=1")
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := strings.TrimSpace(line)
-
+	target, pid := startRole(t, "1", []string{"--db-password=hunter2", "--dsn", "postgres://app:hunter2@db/shop"})
 	r, err := Discover(context.Background(), target, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	origin := target[:strings.Index(target, "/orders")]
-	if !r.Local || r.PID != cmd.Process.Pid {
-		t.Fatalf("result %+v, want pid %d", r, cmd.Process.Pid)
+	if !r.Local || r.PID != pid {
+		t.Fatalf("result %+v, want pid %d", r, pid)
 	}
 	if r.PprofURL != origin+"/debug/pprof" || r.MetricsURL != origin+"/metrics" {
 		t.Errorf("pprof %q metrics %q", r.PprofURL, r.MetricsURL)

@@ -97,7 +97,8 @@ func hasThrottling(p string) bool {
 	return err == nil && bytes.Contains(b, []byte("nr_throttled"))
 }
 
-// maxCgroupFile bounds a cgroup file read (they are a few hundred bytes).
+// maxCgroupFile bounds a cgroup or small /proc file read (they are a few
+// hundred bytes; a children list a few KiB).
 const maxCgroupFile = 64 << 10
 
 func readSmall(p string) ([]byte, error) {

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -34,7 +36,14 @@ const userHZ = 100
 // Watch names one process to sample.
 type Watch struct {
 	PID  int
-	Role string // evidence.RoleTarget or evidence.RoleLoadgen
+	Role string // evidence.RoleTarget, evidence.RoleProxy or evidence.RoleLoadgen
+	// Tree sums the process and its descendants (Tree, at most MaxTree),
+	// listed again at every sample: a pre-fork server's master does no
+	// work, its workers do. Off, only PID is read.
+	Tree bool
+	// Port is where discovery found the process listening, recorded in
+	// its evidence (0: not known).
+	Port int
 }
 
 // Config configures a Probe.
@@ -58,8 +67,10 @@ func (c Config) Validate() error {
 		if w.PID <= 0 {
 			return fmt.Errorf("proc: Processes[%d].PID %d: must be positive", i, w.PID)
 		}
-		if w.Role != evidence.RoleTarget && w.Role != evidence.RoleLoadgen {
-			return fmt.Errorf("proc: Processes[%d].Role %q: want %q or %q", i, w.Role, evidence.RoleTarget, evidence.RoleLoadgen)
+		switch w.Role {
+		case evidence.RoleTarget, evidence.RoleProxy, evidence.RoleLoadgen:
+		default:
+			return fmt.Errorf("proc: Processes[%d].Role %q: want %q, %q or %q", i, w.Role, evidence.RoleTarget, evidence.RoleProxy, evidence.RoleLoadgen)
 		}
 	}
 	if c.Interval < 0 {
@@ -84,6 +95,9 @@ type Probe struct {
 
 type watchStatus struct {
 	name    string
+	tree    bool // summed over the process tree
+	members int  // most processes summed in one sample
+	port    int
 	records int
 	lastErr string
 	notes   map[string]bool
@@ -129,10 +143,10 @@ func (p *Probe) Run(ctx context.Context, sink probe.Sink) error {
 	}
 	var procs []*procWatch
 	for _, w := range p.cfg.Processes {
-		pw := newProcWatch(fs, w)
+		pw := newProcWatch(fs, p.cfg.ProcRoot, w)
 		procs = append(procs, pw)
 		st := p.statusOf(pw.key())
-		st.name = pw.name
+		st.name, st.tree, st.port = pw.name, w.Tree, w.Port
 		for _, n := range pw.notes {
 			st.notes[n] = true
 		}
@@ -153,6 +167,12 @@ func (p *Probe) Run(ctx context.Context, sink probe.Sink) error {
 		now := time.Now()
 		for _, pw := range procs {
 			rec, err := pw.sample(now)
+			if pw.prev != nil {
+				st := p.statusOf(pw.key())
+				p.mu.Lock()
+				st.members = max(st.members, len(pw.prev.pids))
+				p.mu.Unlock()
+			}
 			p.record(sink, pw.key(), rec, err)
 		}
 		if mw != nil {
@@ -231,7 +251,13 @@ func (p *Probe) Coverage() probe.Coverage {
 		if st.name != "" {
 			s += " (" + st.name + ")"
 		}
+		if st.port > 0 {
+			s += fmt.Sprintf(" on port %d", st.port)
+		}
 		s += fmt.Sprintf(": %d samples", st.records)
+		if st.tree && st.members > 1 {
+			s += fmt.Sprintf(", summed over its process tree (up to %d processes: it and its children)", st.members)
+		}
 		if st.lastErr != "" {
 			s += ", last error: " + st.lastErr
 			anyErr = true
@@ -273,26 +299,25 @@ func (p *Probe) Coverage() probe.Coverage {
 	return c
 }
 
-// procWatch samples one process.
+// procWatch samples one process, or one process tree.
 type procWatch struct {
 	fs    procfs.FS
+	root  string // procfs mount point
 	w     Watch
-	proc  procfs.Proc
 	name  string
 	cg    *cgroupCPU
 	notes []string
-	prev  *procRaw
+	prev  *treeRaw
 }
 
 func (pw *procWatch) key() string { return fmt.Sprintf("%s %d", pw.w.Role, pw.w.PID) }
 
-func newProcWatch(fs procfs.FS, w Watch) *procWatch {
-	pw := &procWatch{fs: fs, w: w}
+func newProcWatch(fs procfs.FS, root string, w Watch) *procWatch {
+	pw := &procWatch{fs: fs, root: root, w: w}
 	pr, err := fs.Proc(w.PID)
 	if err != nil {
 		return pw
 	}
-	pw.proc = pr
 	pw.name, _ = pr.Comm()
 	if cgs, err := pr.Cgroups(); err == nil {
 		if mounts, err := fs.GetMounts(); err == nil {
@@ -305,51 +330,81 @@ func newProcWatch(fs procfs.FS, w Watch) *procWatch {
 	return pw
 }
 
-// procRaw is one reading of cumulative counters.
+// procRaw is one reading of one process's cumulative counters and gauges.
 type procRaw struct {
-	t              time.Time
 	utime, stime   uint
 	threads        int
 	rss            int64
-	fds            int
+	fds, sockets   int
 	fdLimit        int64
 	io             *procfs.ProcIO
 	vol, invol     uint64
 	waitNS, slices uint64
 	schedOK        bool
-	cg             *cgroupRaw
 }
 
-func (pw *procWatch) read(now time.Time) (*procRaw, error) {
-	if pw.proc.PID == 0 {
-		pr, err := pw.fs.Proc(pw.w.PID)
+// treeRaw is one reading of every member of a watch, the root first.
+type treeRaw struct {
+	t     time.Time
+	pids  []int
+	procs map[int]*procRaw
+	cg    *cgroupRaw
+}
+
+func (pw *procWatch) read(now time.Time) (*treeRaw, error) {
+	pids := []int{pw.w.PID}
+	if pw.w.Tree {
+		t, err := Tree(pw.root, pw.w.PID)
 		if err != nil {
 			return nil, fmt.Errorf("pid %d: %w", pw.w.PID, err)
 		}
-		pw.proc = pr
+		pids = t
 	}
-	st, err := pw.proc.Stat()
+	tr := &treeRaw{t: now, procs: make(map[int]*procRaw, len(pids))}
+	for i, pid := range pids {
+		r, err := pw.readOne(pid)
+		if err != nil {
+			if i == 0 {
+				return nil, fmt.Errorf("pid %d: %w", pid, err)
+			}
+			continue // a member that exited since the tree was listed
+		}
+		tr.pids = append(tr.pids, pid)
+		tr.procs[pid] = r
+	}
+	if pw.cg != nil {
+		if c, err := pw.cg.read(); err == nil {
+			tr.cg = &c
+		}
+	}
+	return tr, nil
+}
+
+func (pw *procWatch) readOne(pid int) (*procRaw, error) {
+	pr, err := pw.fs.Proc(pid)
 	if err != nil {
-		return nil, fmt.Errorf("pid %d: %w", pw.w.PID, err)
+		return nil, err
 	}
-	r := &procRaw{t: now, utime: st.UTime, stime: st.STime, threads: st.NumThreads, rss: int64(st.ResidentMemory())}
-	if pw.name == "" {
+	st, err := pr.Stat()
+	if err != nil {
+		return nil, err
+	}
+	r := &procRaw{utime: st.UTime, stime: st.STime, threads: st.NumThreads, rss: int64(st.ResidentMemory())}
+	if pid == pw.w.PID && pw.name == "" {
 		pw.name = st.Comm
 	}
-	if status, err := pw.proc.NewStatus(); err == nil {
+	if status, err := pr.NewStatus(); err == nil {
 		r.vol, r.invol = status.VoluntaryCtxtSwitches, status.NonVoluntaryCtxtSwitches
 	}
-	if n, err := pw.proc.FileDescriptorsLen(); err == nil {
-		r.fds = n
-	}
-	if lim, err := pw.proc.Limits(); err == nil && lim.OpenFiles > 0 && lim.OpenFiles < 1<<62 {
+	r.fds, r.sockets = countFDs(filepath.Join(pw.root, strconv.Itoa(pid), "fd"))
+	if lim, err := pr.Limits(); err == nil && lim.OpenFiles > 0 && lim.OpenFiles < 1<<62 {
 		r.fdLimit = int64(lim.OpenFiles)
 	}
-	if io, err := pw.proc.IO(); err == nil {
+	if io, err := pr.IO(); err == nil {
 		r.io = &io
 	}
 	// /proc/PID/schedstat is the main thread's alone: sum the threads.
-	if threads, err := pw.fs.AllThreads(pw.w.PID); err == nil {
+	if threads, err := pw.fs.AllThreads(pid); err == nil {
 		for _, th := range threads {
 			if ss, err := th.Schedstat(); err == nil {
 				r.waitNS += ss.WaitingNanoseconds
@@ -358,16 +413,36 @@ func (pw *procWatch) read(now time.Time) (*procRaw, error) {
 			}
 		}
 	}
-	if pw.cg != nil {
-		if c, err := pw.cg.read(); err == nil {
-			r.cg = &c
-		}
-	}
 	return r, nil
 }
 
-// sample reads the process and returns the record of the interval since
-// the previous reading (nil on the first).
+// maxFDLinks bounds the descriptors read per process and sample to tell
+// sockets from files: a readlink each, so a server holding more than 65,536
+// connections is counted exactly but its sockets only among the first.
+const maxFDLinks = 1 << 16
+
+// countFDs counts the open descriptors in dir (/proc/PID/fd) and how many
+// of them are sockets.
+func countFDs(dir string) (fds, sockets int) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return 0, 0
+	}
+	names, _ := f.Readdirnames(-1)
+	f.Close()
+	for i, n := range names {
+		if i >= maxFDLinks {
+			break
+		}
+		if l, err := os.Readlink(filepath.Join(dir, n)); err == nil && strings.HasPrefix(l, "socket:") {
+			sockets++
+		}
+	}
+	return len(names), sockets
+}
+
+// sample reads the process (tree) and returns the record of the interval
+// since the previous reading (nil on the first).
 func (pw *procWatch) sample(now time.Time) (*evidence.ProcRecord, error) {
 	cur, err := pw.read(now)
 	if err != nil {
@@ -388,29 +463,62 @@ func (pw *procWatch) sample(now time.Time) (*evidence.ProcRecord, error) {
 		}
 		return float64(b-a) / dt
 	}
-	s := &evidence.ProcessSample{
-		Name:                         pw.name,
-		UserCores:                    float64(sub(prev.utime, cur.utime)) / userHZ / dt,
-		SystemCores:                  float64(sub(prev.stime, cur.stime)) / userHZ / dt,
-		Threads:                      cur.threads,
-		RSSBytes:                     cur.rss,
-		FDs:                          cur.fds,
-		FDLimit:                      cur.fdLimit,
-		VoluntaryCtxSwitchesPerSec:   per(prev.vol, cur.vol),
-		InvoluntaryCtxSwitchesPerSec: per(prev.invol, cur.invol),
+	s := &evidence.ProcessSample{Name: pw.name}
+	if pw.w.Tree {
+		s.Processes, s.PIDs = len(cur.pids), cur.pids
 	}
+	// Gauges: every member now. Counters: the members read at both ends
+	// (a worker started during the interval counts from its next one).
+	var utime, stime uint
+	var vol, invol, waitNS, slices uint64
+	var rb, wb, rc, wc uint64
+	ioOK, schedOK := false, false
+	for _, pid := range cur.pids {
+		c := cur.procs[pid]
+		s.Threads += c.threads
+		s.RSSBytes += c.rss
+		s.FDs += c.fds
+		s.Sockets += c.sockets
+		s.FDLimit += c.fdLimit
+		if c.fdLimit > 0 {
+			s.FDMaxShare = max(s.FDMaxShare, float64(c.fds)/float64(c.fdLimit))
+		}
+		p := prev.procs[pid]
+		if p == nil {
+			continue
+		}
+		utime += sub(p.utime, c.utime)
+		stime += sub(p.stime, c.stime)
+		vol += sub64(p.vol, c.vol)
+		invol += sub64(p.invol, c.invol)
+		if p.io != nil && c.io != nil {
+			ioOK = true
+			rb += sub64(p.io.ReadBytes, c.io.ReadBytes)
+			wb += sub64(p.io.WriteBytes, c.io.WriteBytes)
+			rc += sub64(p.io.RChar, c.io.RChar)
+			wc += sub64(p.io.WChar, c.io.WChar)
+		}
+		if p.schedOK && c.schedOK {
+			schedOK = true
+			waitNS += sub64(p.waitNS, c.waitNS)
+			slices += sub64(p.slices, c.slices)
+		}
+	}
+	s.UserCores = float64(utime) / userHZ / dt
+	s.SystemCores = float64(stime) / userHZ / dt
 	s.CPUCores = s.UserCores + s.SystemCores
-	if prev.io != nil && cur.io != nil {
-		rb, wb := per(prev.io.ReadBytes, cur.io.ReadBytes), per(prev.io.WriteBytes, cur.io.WriteBytes)
-		rc, wc := per(prev.io.RChar, cur.io.RChar), per(prev.io.WChar, cur.io.WChar)
-		s.ReadBytesPerSec, s.WriteBytesPerSec, s.RCharPerSec, s.WCharPerSec = &rb, &wb, &rc, &wc
+	s.VoluntaryCtxSwitchesPerSec = per(0, vol)
+	s.InvoluntaryCtxSwitchesPerSec = per(0, invol)
+	if ioOK {
+		r, w, c, x := per(0, rb), per(0, wb), per(0, rc), per(0, wc)
+		s.ReadBytesPerSec, s.WriteBytesPerSec, s.RCharPerSec, s.WCharPerSec = &r, &w, &c, &x
 	}
-	if prev.schedOK && cur.schedOK && cur.waitNS >= prev.waitNS {
-		wait := float64(cur.waitNS-prev.waitNS) / 1e9
+	if schedOK {
+		wait := float64(waitNS) / 1e9
 		w := wait / dt
 		s.RunQueueWaitPerSec = &w
-		if n := sub64(prev.slices, cur.slices); n > 0 {
-			ms := wait * 1000 / float64(n)
+		if slices > 0 {
+			ms := wait * 1000 / float64(slices)
 			s.RunQueueWaitMSPerSlice = &ms
 		}
 	}
@@ -425,7 +533,7 @@ func (pw *procWatch) sample(now time.Time) (*evidence.ProcRecord, error) {
 		}
 	}
 	return &evidence.ProcRecord{
-		T: now.UnixMilli(), Role: pw.w.Role, PID: pw.w.PID,
+		T: now.UnixMilli(), Role: pw.w.Role, PID: pw.w.PID, Port: pw.w.Port,
 		IntervalMS: cur.t.Sub(prev.t).Milliseconds(), Process: s,
 	}, nil
 }

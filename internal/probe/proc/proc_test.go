@@ -5,10 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,11 +19,16 @@ import (
 	"github.com/prometheus/procfs"
 
 	"github.com/chokepoint/chokepoint/internal/evidence"
+	"github.com/chokepoint/chokepoint/internal/lowport"
 	"github.com/chokepoint/chokepoint/internal/probe"
 	"github.com/chokepoint/chokepoint/internal/run"
 )
 
-const envChild = "CHOKEPOINT_PROC_TEST_CHILD" // "busy" or "idle": act as the watched process
+const envChild = "CHOKEPOINT_PROC_TEST_CHILD" // "busy", "idle" or "parent": act as the watched process
+
+// treeWorkers is how many busy children a "parent" child starts: like a
+// pre-fork server's master, the parent itself only waits.
+const treeWorkers = 2
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(envChild); mode != "" {
@@ -39,6 +47,9 @@ func child(mode string) {
 		io.Copy(io.Discard, os.Stdin)
 		os.Exit(0)
 	}()
+	if mode == "parent" {
+		parent()
+	}
 	fmt.Println("ready")
 	if mode != "busy" {
 		select {}
@@ -64,7 +75,40 @@ func child(mode string) {
 	}
 }
 
+// parent starts treeWorkers busy children of its own, says "ready" when
+// they are, and waits; its children exit when it does (their stdin closes).
+func parent() {
+	var pids []string
+	for range treeWorkers {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), envChild+"=busy")
+		if _, err := cmd.StdinPipe(); err != nil {
+			panic(err)
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			panic(err)
+		}
+		if err := cmd.Start(); err != nil {
+			panic(err)
+		}
+		if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+			panic(fmt.Sprintf("worker: %q, %v", line, err))
+		}
+		pids = append(pids, fmt.Sprint(cmd.Process.Pid))
+	}
+	fmt.Println("ready " + strings.Join(pids, " "))
+	select {}
+}
+
 func startChild(t *testing.T, mode string) int {
+	pid, _ := startChildLine(t, mode)
+	return pid
+}
+
+// startChildLine starts a child and returns its pid and the words of its
+// "ready" line after the first.
+func startChildLine(t *testing.T, mode string) (int, []string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envChild+"="+mode)
@@ -84,10 +128,12 @@ func startChild(t *testing.T, mode string) int {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	words := strings.Fields(line)
+	if err != nil || len(words) == 0 || words[0] != "ready" {
 		t.Fatalf("child: %q, %v", line, err)
 	}
-	return cmd.Process.Pid
+	return cmd.Process.Pid, words[1:]
 }
 
 func collect(t *testing.T, cfg Config, d time.Duration) (*Probe, []evidence.ProcRecord) {
@@ -207,6 +253,93 @@ func TestBusyChild(t *testing.T) {
 	if c := p.Coverage(); c.Status != probe.StatusOK || !strings.Contains(c.Detail, fmt.Sprintf("target %d", busy)) {
 		t.Errorf("coverage %+v", c)
 	}
+}
+
+// TestProcessTree watches a parent that only waits while its two children
+// burn CPU, once as a tree and once alone: the tree's sample sums the
+// children (CPU, threads, memory, descriptors) and lists them; the parent
+// alone is idle.
+func TestProcessTree(t *testing.T) {
+	parentPID, workers := startChildLine(t, "parent")
+	if len(workers) != treeWorkers {
+		t.Fatalf("parent started %v", workers)
+	}
+	tree, err := Tree("", parentPID)
+	if err != nil || len(tree) != 1+treeWorkers || tree[0] != parentPID {
+		t.Fatalf("Tree(%d) = %v, %v; want the parent then %v", parentPID, tree, err, workers)
+	}
+	for _, w := range workers {
+		if !slices.Contains(tree, atoi(t, w)) {
+			t.Errorf("Tree(%d) = %v lacks worker %s", parentPID, tree, w)
+		}
+	}
+	p, recs := collect(t, Config{
+		Processes: []Watch{
+			{PID: parentPID, Role: evidence.RoleProxy, Tree: true, Port: 8080},
+			{PID: parentPID, Role: evidence.RoleLoadgen}, // the parent alone
+		},
+		Interval:  250 * time.Millisecond,
+		NoMachine: true,
+	}, 1300*time.Millisecond)
+	treeRecs, alone := byRole(recs, evidence.RoleProxy), byRole(recs, evidence.RoleLoadgen)
+	if len(treeRecs) < 3 || len(alone) < 3 {
+		t.Fatalf("%d tree and %d single records in 1.3 s at 4/s", len(treeRecs), len(alone))
+	}
+	var treeCPU, aloneCPU float64
+	for i := range treeRecs {
+		s, a := treeRecs[i].Process, alone[i].Process
+		treeCPU += s.CPUCores / float64(len(treeRecs))
+		aloneCPU += a.CPUCores / float64(len(alone))
+		if treeRecs[i].Port != 8080 || s.Processes != 1+treeWorkers || len(s.PIDs) != s.Processes || s.PIDs[0] != parentPID {
+			t.Errorf("tree record %d: port %d, %d processes %v", i, treeRecs[i].Port, s.Processes, s.PIDs)
+		}
+		if a.Processes != 0 || a.PIDs != nil {
+			t.Errorf("single record %d lists processes: %d %v", i, a.Processes, a.PIDs)
+		}
+		// Each member has its own threads, memory, descriptors and limit.
+		if s.Threads < (1+treeWorkers)*a.Threads/2 || s.Threads <= a.Threads || s.RSSBytes <= a.RSSBytes || s.FDs <= a.FDs || s.FDLimit < 3*a.FDLimit || s.FDMaxShare <= 0 {
+			t.Errorf("tree record %d not a sum: tree %+v, parent %+v", i, s, a)
+		}
+	}
+	// Two spinning children want two cores; on a shared machine they get
+	// less, but far more than their parent, which only waits.
+	if treeCPU < 0.2 || aloneCPU > 0.05 || treeCPU < 5*aloneCPU {
+		t.Errorf("mean CPU: tree %.3f cores, parent alone %.3f", treeCPU, aloneCPU)
+	}
+	c := p.Coverage()
+	if want := fmt.Sprintf("proxy %d", parentPID); !strings.Contains(c.Detail, want) || !strings.Contains(c.Detail, "process tree (up to 3 processes") || !strings.Contains(c.Detail, "on port 8080") {
+		t.Errorf("coverage %q lacks %q, the port and the tree", c.Detail, want)
+	}
+}
+
+// TestSockets: the descriptors that are sockets are counted apart.
+func TestSockets(t *testing.T) {
+	ln, err := lowport.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fds, socks := countFDs(fmt.Sprintf("/proc/%d/fd", os.Getpid()))
+	if socks < 2 || fds <= socks {
+		t.Errorf("%d descriptors, %d sockets; want at least the listener and the connection, and some files", fds, socks)
+	}
+	if fds, socks := countFDs(filepath.Join(t.TempDir(), "none")); fds != 0 || socks != 0 {
+		t.Errorf("missing directory: %d, %d", fds, socks)
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestGoneProcess: a target that does not exist is reported in coverage,
@@ -355,5 +488,47 @@ func TestCPUShares(t *testing.T) {
 	// work = 1 + 0.5 + 0.15 = 1.65; total = 1.65 + 0.25 + 0.1 = 2.0
 	if d := busy - 0.825; d > 1e-9 || d < -1e-9 || steal-0.075 > 1e-9 || iowait-0.05 > 1e-9 {
 		t.Errorf("busy %v steal %v iowait %v", busy, steal, iowait)
+	}
+}
+
+// TestTreeFallback: without task/*/children the tree is read from every
+// process's parent; comm may hold spaces and parentheses.
+func TestTreeFallback(t *testing.T) {
+	root := t.TempDir()
+	stat := map[int]string{
+		10: "10 (master) S 1 10",
+		11: "11 (worker (a)) S 10 10",
+		12: "12 (w) S 10 10",
+		13: "13 (grand child) S 11 10",
+		20: "20 (other) S 1 20",
+		21: "21 (broken",
+	}
+	for pid, line := range stat {
+		dir := filepath.Join(root, strconv.Itoa(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(line+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		pid  int
+		want []int
+	}{
+		{10, []int{10, 11, 12, 13}},
+		{11, []int{11, 13}},
+		{20, []int{20}},
+	}
+	for _, tc := range tests {
+		t.Run(strconv.Itoa(tc.pid), func(t *testing.T) {
+			got, err := Tree(root, tc.pid)
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Errorf("Tree(%d) = %v, %v; want %v", tc.pid, got, err, tc.want)
+			}
+		})
+	}
+	if _, err := Tree(root, 99); err == nil {
+		t.Errorf("Tree of a missing process: no error")
 	}
 }
