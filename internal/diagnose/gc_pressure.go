@@ -76,7 +76,7 @@ func (r gcPressure) Check(in *Input) Result {
 	}
 	f := report.Finding{
 		Kind:   r.Kind(),
-		Locus:  report.Locus{Endpoint: in.dominantEndpoint(step)},
+		Locus:  report.Locus{Endpoint: in.dominantRunEndpoint()},
 		Impact: round3(gcShare),
 		Evidence: []report.Evidence{
 			{Source: src, What: "garbage collection and allocation share of CPU at the knee", Value: round3(gcShare), Unit: "ratio"},
@@ -92,7 +92,9 @@ func (r gcPressure) Check(in *Input) Result {
 	if sat.share < cpuSaturated {
 		conf -= 0.1 // CPU-bound only on a machine others keep busy
 	}
-	site, siteShare, perReq, allocOK := in.topAllocator(profStep)
+	alloc, allocOK := in.topAllocator(profStep)
+	site, siteShare, perReq := alloc.fn, alloc.share, alloc.perReq
+	entries := alloc.entries
 	switch {
 	case allocOK && siteShare >= allocSiteMinShare:
 		f.Locus.Function = site
@@ -105,6 +107,10 @@ func (r gcPressure) Check(in *Input) Result {
 		// No allocation profile: the CPU profile's top function is where
 		// the allocation CPU is charged.
 		f.Locus.Function = cp.top.Function
+		entries = cp.top.Entries
+	}
+	if ep, _ := in.entryEndpoint(entries); ep != "" {
+		f.Locus.Endpoint = ep
 	}
 	if perReq > 0 {
 		f.Evidence = append(f.Evidence, report.Evidence{Source: "pprof", What: "bytes allocated per request", Value: round1(perReq), Unit: "bytes"})
@@ -132,31 +138,45 @@ func (r gcPressure) Check(in *Input) Result {
 	return Result{Findings: []Candidate{{Finding: f, Limiting: true}}}
 }
 
+// gcAllocSite is the top allocating application function of a step.
+type gcAllocSite struct {
+	fn     string
+	share  float64 // of the bytes allocated
+	perReq float64 // bytes allocated per request over the profile's span
+	// entries is fn's allocation by the entry point (handler) of its stacks.
+	entries []profilesum.EntryCost
+}
+
 // topAllocator reads the step's allocs delta profile: the application
 // function that allocated the most bytes (runtime and library frames
-// charged to their application caller), its share, and bytes allocated per
-// request over the delta's span.
-func (in *Input) topAllocator(step int) (fn string, share, perReq float64, ok bool) {
+// charged to their application caller), its share, the handlers it
+// allocated under, and bytes allocated per request over the delta's span
+// (set even when ok is false, if the profile was read).
+func (in *Input) topAllocator(step int) (gcAllocSite, bool) {
+	var site gcAllocSite
 	rec, found := in.ProfileFor(evidence.ProfileAllocs, evidence.ProfileDelta, step)
 	if !found {
-		return "", 0, 0, false
+		return site, false
 	}
 	p, err := in.openProfile(rec)
 	if err != nil {
-		return "", 0, 0, false
+		return site, false
 	}
-	attr, err := profilesum.Attribute(p, "alloc_space", profilesum.Options{})
+	o := profilesum.Options{}
+	attr, err := profilesum.Attribute(p, "alloc_space", o)
 	if err != nil || attr.Total <= 0 {
-		return "", 0, 0, false
+		return site, false
 	}
 	if n := in.requestsBetween(rec.StartMS, rec.EndMS); n > 0 {
-		perReq = float64(attr.Total) / float64(n)
+		site.perReq = float64(attr.Total) / float64(n)
 	}
 	top, found := attr.TopApplication()
 	if !found {
-		return "", 0, perReq, false
+		return site, false
 	}
-	return top.Function, top.Share, perReq, true
+	site.fn, site.share = top.Function, top.Share
+	site.entries, _, _ = profilesum.SiteEntries(p, "alloc_space", top.Function, o)
+	return site, true
 }
 
 // gcShareFromMetrics estimates the GC's share of the target's CPU from the

@@ -196,11 +196,14 @@ func (in *Input) meanLatencyMS(step int) float64 {
 
 // cpuProfile is a step's CPU profile read for the CPU rules.
 type cpuProfile struct {
-	// top is the application function with the largest share of CPU
-	// samples, runtime and library frames charged to it (ok false: none).
-	top profilesum.Share
-	// topOwn is top's share without its samples spent allocating or
-	// collecting garbage: the work an algorithmic fix would remove.
+	// top is the hot path: the application function where the most CPU
+	// concentrates, with everything it calls (profilesum.HotPaths), and
+	// the entry points (handlers) of its stacks.
+	top profilesum.HotPath
+	// topOwn is top's share without its samples spent allocating,
+	// collecting garbage, or serialising and sending responses (those are
+	// gc.pressure's and payload.large's): the work an algorithmic fix in
+	// the function would remove.
 	topOwn float64
 	gc     profilesum.GCStats
 	// seconds of CPU in the profile.
@@ -218,61 +221,74 @@ func (in *Input) cpuProfileAt(step int) (cpuProfile, bool) {
 	if err != nil {
 		return cpuProfile{}, false
 	}
-	o := profilesum.Options{}
-	attr, err := profilesum.Attribute(p, "cpu", o)
-	if err != nil || attr.Total <= 0 {
+	paths, tot, err := profilesum.HotPaths(p, "cpu", profilesum.HotPathOptions{Aside: payloadFrames})
+	if err != nil || tot <= 0 {
 		return cpuProfile{}, false
 	}
 	gc, err := profilesum.GC(p)
 	if err != nil {
 		return cpuProfile{}, false
 	}
-	cp := cpuProfile{gc: gc, seconds: float64(attr.Total) / 1e9}
-	top, ok := attr.TopApplication()
-	if !ok {
+	cp := cpuProfile{gc: gc, seconds: float64(tot) / 1e9}
+	if len(paths) == 0 {
 		return cp, false
 	}
-	cp.top = top
-	cp.topOwn = top.Share
-	if sub := samplesChargedTo(p, top.Function, o); sub != nil {
-		if g, err := profilesum.GC(sub); err == nil && g.Total > 0 {
-			cp.topOwn = top.Share * (1 - g.Share)
-		}
-	}
+	cp.top = paths[0]
+	cp.topOwn = paths[0].Own(tot)
 	return cp, true
 }
 
-// samplesChargedTo returns a profile holding only the samples whose
-// innermost application frame is fn (the samples profilesum.Attribute
-// charges to fn), or nil when there are none.
-func samplesChargedTo(p *profile.Profile, fn string, o profilesum.Options) *profile.Profile {
-	var keep []*profile.Sample
-	for _, s := range p.Sample {
-		if innermostApp(s, o) == fn {
-			keep = append(keep, s)
+// Endpoint attribution from profiles: the entry points (handlers, or
+// request labels) of a cost's stacks, matched to the load's endpoints by
+// their route words.
+const (
+	// entryMajority: the entry point carrying more than half of a cost
+	// (a hot path's CPU, a site's heap growth) is where it is spent; a cost
+	// split more evenly (a helper every handler calls) names no endpoint
+	// from the profile.
+	entryMajority = 0.5
+)
+
+// endpointNames lists the load's endpoints (the report's, else the
+// timeline's).
+func (in *Input) endpointNames() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(n string) {
+		if n != "" && !seen[n] {
+			seen[n] = true
+			out = append(out, n)
 		}
 	}
-	if len(keep) == 0 {
-		return nil
+	for _, e := range in.Endpoints {
+		add(e.Name)
 	}
-	return &profile.Profile{SampleType: p.SampleType, Sample: keep, PeriodType: p.PeriodType, Period: p.Period}
+	if len(out) == 0 {
+		for _, w := range in.Windows {
+			for _, e := range w.Endpoints {
+				add(e.Name)
+			}
+		}
+	}
+	return out
 }
 
-// innermostApp is the innermost application frame of a sample, as
-// profilesum charges it ("" when the stack has none).
-func innermostApp(s *profile.Sample, o profilesum.Options) string {
-	for _, loc := range s.Location {
-		// Lines are innermost first within a location (inlined calls).
-		for _, ln := range loc.Line {
-			if ln.Function == nil {
-				continue
-			}
-			if name := ln.Function.Name; o.IsApplication(name) {
-				return profilesum.TrimWrapper(name)
+// entryEndpoint names the endpoint whose handler carries most of a cost:
+// its largest entry point when it holds more than entryMajority of it and
+// its name matches one endpoint's route (profilesum.MatchEndpoint); else
+// the endpoint that carried endpointDominant of the run's requests (then
+// every cost is its). The second result is the entry point used ("" when
+// none).
+func (in *Input) entryEndpoint(entries []profilesum.EntryCost) (endpoint, entry string) {
+	if len(entries) > 0 {
+		top := entries[0]
+		if !top.Entry.IsZero() && top.Share > entryMajority {
+			if ep, ok := profilesum.MatchEndpoint(top.Entry, in.endpointNames()); ok {
+				return ep, top.Entry.Name
 			}
 		}
 	}
-	return ""
+	return in.dominantRunEndpoint(), ""
 }
 
 // openProfile opens the profile a record names.

@@ -116,32 +116,39 @@ func (r memoryLeak) Check(in *Input) Result {
 	if r2 >= leakMinFitRSS {
 		conf += 0.1
 	}
-	site, siteShare, siteOK := in.growingSite(pts, growth)
-	if src == "pprof" && (!siteOK || siteShare < leakSiteMinShare) {
+	site, siteOK := in.growingSite(pts, growth)
+	if src == "pprof" && (!siteOK || site.share < leakSiteMinShare) {
 		// A leak is one thing kept: growth spread over many sites is the
 		// buffers and goroutines of more work in flight.
 		top := "no application site grew"
 		if siteOK {
-			top = fmt.Sprintf("the largest, %s, holds %s", site, pct(siteShare))
+			top = fmt.Sprintf("the largest, %s, holds %s", site.fn, pct(site.share))
 		}
 		return Result{RuledOut: fmt.Sprintf("the retained heap grew by %s, but no allocation site holds %s of the growth (%s): more work in flight, not one thing kept", mib(growth), pct(leakSiteMinShare), top)}
 	}
+	f.Locus.Endpoint = in.dominantRunEndpoint()
 	if siteOK {
-		f.Locus.Function = site
-		f.Evidence = append(f.Evidence, report.Evidence{Source: "pprof", What: "share of the growth allocated by " + site, Value: round3(siteShare), Unit: "ratio"})
+		f.Locus.Function = site.fn
+		f.Evidence = append(f.Evidence, report.Evidence{Source: "pprof", What: "share of the growth allocated by " + site.fn, Value: round3(site.share), Unit: "ratio"})
 		conf += 0.2
+		if ep, entry := in.entryEndpoint(site.entries); ep != "" {
+			f.Locus.Endpoint = ep
+			if entry != "" {
+				f.Evidence = append(f.Evidence, report.Evidence{Source: "pprof", What: "share of the site's growth allocated under the handler " + entry, Value: round3(site.entries[0].Share), Unit: "ratio"})
+			}
+		}
 	}
 	if src != "proc" && in.rssGrows(first.T, last.T) {
 		conf += 0.1
 		f.Evidence = append(f.Evidence, report.Evidence{Source: "proc", What: "resident memory grew over the same span", Value: 1, Unit: "bool"})
 	}
-	if ep := in.dominantRunEndpoint(); ep != "" {
-		f.Locus.Endpoint = ep
-	}
 	where := "the allocation site that keeps growing"
 	if f.Locus.Function != "" {
 		where = f.Locus.Function
 		f.Title = fmt.Sprintf("Retained heap grows by %.0f bytes per request and is not released; %s holds the growth", slope, where)
+		if f.Locus.Endpoint != "" {
+			f.Title += ", allocated serving " + f.Locus.Endpoint
+		}
 	} else {
 		f.Title = fmt.Sprintf("Retained heap grows by %.0f bytes per request and is not released", slope)
 	}
@@ -263,10 +270,19 @@ func (in *Input) rssGrows(start, end int64) bool {
 	return first > 0 && last > first
 }
 
+// leakSite is the allocation site whose retained heap grew the most.
+type leakSite struct {
+	fn    string
+	share float64 // of the heap's total growth
+	// entries is the site's growth by the entry point (handler) of its
+	// allocation stacks.
+	entries []profilesum.EntryCost
+}
+
 // growingSite compares the first and last heap profiles of the series: the
-// application allocation site whose retained bytes grew the most, and its
-// share of the total growth.
-func (in *Input) growingSite(pts []heapPoint, growth float64) (string, float64, bool) {
+// application allocation site whose retained bytes grew the most, its
+// share of the total growth, and the handlers it grew under.
+func (in *Input) growingSite(pts []heapPoint, growth float64) (leakSite, bool) {
 	var a, b *evidence.ProfileRecord
 	for _, p := range pts {
 		if p.Rec == nil {
@@ -278,26 +294,29 @@ func (in *Input) growingSite(pts []heapPoint, growth float64) (string, float64, 
 		b = p.Rec
 	}
 	if a == nil || a == b || growth <= 0 {
-		return "", 0, false
+		return leakSite{}, false
 	}
 	pa, err := in.openProfile(*a)
 	if err != nil {
-		return "", 0, false
+		return leakSite{}, false
 	}
 	pb, err := in.openProfile(*b)
 	if err != nil {
-		return "", 0, false
+		return leakSite{}, false
 	}
-	gs, err := profilesum.HeapGrowthBetween(pa, pb, profilesum.Options{})
+	o := profilesum.Options{}
+	gs, err := profilesum.HeapGrowthBetween(pa, pb, o)
 	if err != nil {
-		return "", 0, false
+		return leakSite{}, false
 	}
 	for _, g := range gs {
 		if g.Application && g.Delta > 0 {
-			return g.Function, clamp01(float64(g.Delta) / growth), true
+			site := leakSite{fn: g.Function, share: clamp01(float64(g.Delta) / growth)}
+			site.entries, _ = profilesum.SiteEntryGrowth(pa, pb, g.Function, o)
+			return site, true
 		}
 	}
-	return "", 0, false
+	return leakSite{}, false
 }
 
 // dominantRunEndpoint is the endpoint that carried at least endpointDominant

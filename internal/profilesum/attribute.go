@@ -57,9 +57,11 @@ func PackagePath(fn string) string {
 }
 
 // TrimWrapper removes the suffix of a compiler-generated wrapper
-// (".deferwrap1" for `defer mu.Unlock()`, ".gowrap2" for `go f(x)`), so
-// the cost is charged to the function the programmer wrote.
+// (".deferwrap1" for `defer mu.Unlock()`, ".gowrap2" for `go f(x)`, "-fm"
+// for a method value such as `http.HandlerFunc(s.search)`), so the cost is
+// charged to the function the programmer wrote.
 func TrimWrapper(fn string) string {
+	fn = strings.TrimSuffix(fn, "-fm")
 	for {
 		i := strings.LastIndexByte(fn, '.')
 		if i < 0 {
@@ -189,11 +191,7 @@ func Attribute(p *profile.Profile, sampleType string, o Options) (Attribution, e
 	}
 	by := map[string]*acc{}
 	var tot int64
-	for _, s := range p.Sample {
-		if i >= len(s.Value) {
-			continue
-		}
-		v := s.Value[i]
+	for s, v := range values(p, i) {
 		tot += v
 		fn, _, app := o.appFrame(frames(s))
 		a := by[fn]

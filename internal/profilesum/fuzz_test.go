@@ -35,11 +35,18 @@ func FuzzDecode(f *testing.F) {
 			if _, err := Attribute(p, st.Type, Options{}); err != nil {
 				t.Errorf("Attribute(%q): %v", st.Type, err)
 			}
+			if _, _, err := HotPaths(p, st.Type, HotPathOptions{}); err != nil {
+				t.Errorf("HotPaths(%q): %v", st.Type, err)
+			}
+			if _, _, err := SiteEntries(p, st.Type, "main.f", Options{}); err != nil {
+				t.Errorf("SiteEntries(%q): %v", st.Type, err)
+			}
 		}
 		_, _ = GC(p)
 		_, _, _ = LockDelay(p, Options{})
 		_, _, _ = HeapSites(p, Options{})
 		_, _ = Goroutines(p, Options{})
 		_, _ = Delta(p, p)
+		_, _ = SiteEntryGrowth(p, p, "main.f", Options{})
 	})
 }

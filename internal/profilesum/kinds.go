@@ -59,11 +59,7 @@ func GC(p *profile.Profile) (GCStats, error) {
 		}
 	}
 	var st GCStats
-	for _, s := range p.Sample {
-		if i >= len(s.Value) {
-			continue
-		}
-		v := s.Value[i]
+	for s, v := range values(p, i) {
 		st.Total += v
 		isGC, isAlloc := false, false
 		for _, f := range frames(s) {

@@ -1,7 +1,8 @@
 // Package profilesum summarises Go pprof profiles for the diagnosis: top
-// functions, cost attributed to application code, GC and allocation share of
-// CPU, lock delay by the function taking the lock, heap by allocation site and
-// its growth, and goroutines by where they wait.
+// functions, cost attributed to application code, the hot path and the
+// request handler (entry point) a cost runs under, GC and allocation share
+// of CPU, lock delay by the function taking the lock, heap by allocation
+// site and its growth, and goroutines by where they wait.
 //
 // Function names are exactly as Go's profiles print them
 // (pkg/path.(*Type).Method). Everything here is a pure function of its
@@ -14,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"sort"
 	"strings"
 
@@ -140,12 +142,21 @@ func Total(p *profile.Profile, sampleType string) (int64, error) {
 
 func total(p *profile.Profile, i int) int64 {
 	var t int64
-	for _, s := range p.Sample {
-		if i < len(s.Value) {
-			t += s.Value[i]
-		}
+	for _, v := range values(p, i) {
+		t += v
 	}
 	return t
+}
+
+// values yields each sample that has a value at index i, with that value.
+func values(p *profile.Profile, i int) iter.Seq2[*profile.Sample, int64] {
+	return func(yield func(*profile.Sample, int64) bool) {
+		for _, s := range p.Sample {
+			if i < len(s.Value) && !yield(s, s.Value[i]) {
+				return
+			}
+		}
+	}
 }
 
 // frames returns a sample's function names, leaf first, inlined frames
@@ -204,11 +215,7 @@ func Functions(p *profile.Profile, sampleType string) (Table, error) {
 	}
 	var tot int64
 	seen := map[string]bool{}
-	for _, s := range p.Sample {
-		if i >= len(s.Value) {
-			continue
-		}
-		v := s.Value[i]
+	for s, v := range values(p, i) {
 		tot += v
 		fs := frames(s)
 		if len(fs) == 0 {
