@@ -58,7 +58,8 @@ type lockSite struct {
 	profile  string // evidence.ProfileMutex or ProfileBlock
 	site     profilesum.LockSite
 	requests int64
-	perReqMS float64 // the site's delay per request served over the span
+	perReqMS float64                // the site's delay per request served over the span
+	entries  []profilesum.EntryCost // the site's delay by the handler it was under
 }
 
 // topLockSite reads a step's delta profile of typ (mutex or block): the
@@ -91,6 +92,7 @@ func (in *Input) topLockSite(typ string, step int) (lockSite, bool) {
 			continue
 		}
 		ls := lockSite{profile: typ, site: s, requests: n}
+		ls.entries, _, _ = profilesum.SiteEntries(p, "delay", s.Function, profilesum.Options{})
 		if n > 0 {
 			ls.perReqMS = float64(s.Delay) / 1e6 / float64(n)
 		}
@@ -130,9 +132,15 @@ func (r lockContention) Check(in *Input) Result {
 	}
 	fn := best.site.Function
 	share = unit(share)
+	// The endpoint whose handler waits at the lock, else where the step's
+	// request time went.
+	ep := in.dominantEndpoint(step)
+	if e, entry := in.entryEndpoint(best.entries); entry != "" {
+		ep = e
+	}
 	f := report.Finding{
 		Kind:  r.Kind(),
-		Locus: report.Locus{Function: fn, Resource: "lock", Endpoint: in.dominantEndpoint(step)},
+		Locus: report.Locus{Function: fn, Resource: "lock", Endpoint: ep},
 		Title: fmt.Sprintf("Requests wait %.1f ms each for a lock taken in %s: %s of their latency", best.perReqMS, fn, pct(share)),
 		Evidence: []report.Evidence{
 			{Source: "pprof", What: "lock delay per request as a share of mean latency at the knee", Value: round3(share), Unit: "ratio"},
