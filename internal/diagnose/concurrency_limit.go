@@ -287,11 +287,13 @@ func (r concurrencyLimit) Check(in *Input) Result {
 	case queued:
 		fn, _ := bw.top(clWaitQueue)
 		f.Locus.Function = fn
+		concEntryEndpoint(in, &f, bw)
 		f.Evidence = append(f.Evidence, report.Evidence{Source: "pprof", What: "share of the requests' service time blocked on a channel or semaphore in " + fn, Value: round3(math.Min(qs, 1)), Unit: "ratio"})
 		conf += 0.2
 	case gwOK && gw.share(clWaitQueue) >= concWaitersShare:
 		fn, c := gw.top(clWaitQueue)
 		f.Locus.Function = fn
+		concEntryEndpoint(in, &f, gw)
 		f.Evidence = append(f.Evidence, report.Evidence{Source: "pprof", What: "request goroutines parked on a channel or semaphore in " + fn, Value: float64(c), Unit: "goroutines"})
 		conf += 0.2
 	}
@@ -321,4 +323,12 @@ func (r concurrencyLimit) Check(in *Input) Result {
 	f.Impact = round3(impact)
 	f.Confidence = round3(math.Min(conf, 0.95))
 	return Result{Findings: []Candidate{{Finding: f, Limiting: true}}}
+}
+
+// concEntryEndpoint names the endpoint whose handler queues for the limit,
+// when the profile ties most of the queueing to one.
+func concEntryEndpoint(in *Input, f *report.Finding, w clWaiters) {
+	if ep, entry := in.entryEndpoint(w.entries(clWaitQueue)); entry != "" {
+		f.Locus.Endpoint = ep
+	}
 }

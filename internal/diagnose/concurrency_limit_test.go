@@ -29,6 +29,7 @@ func TestConcurrencyLimit(t *testing.T) {
 		fire  bool
 		limit int
 		fn    string
+		ep    string // locus.endpoint, when the case decides it
 		why   string // a substring of the ruled-out line
 	}{
 		{name: "capped with idle CPU (no pprof, any language)", fire: true, limit: 4,
@@ -48,6 +49,20 @@ func TestConcurrencyLimit(t *testing.T) {
 					"runtime.selectgo;example.com/shop.(*pool).do;example.com/shop.handler" + clReqFrames:                                     384e9,
 					"runtime.selectgo;net/http.(*persistConn).roundTrip;net/http.(*Transport).RoundTrip;example.com/shop.fetch" + clReqFrames: 10e9,
 					"runtime.chanrecv2;example.com/shop.worker":                                                                               50e9, // idle workers: not requests
+				}))
+				return s
+			}},
+		{name: "the handler parked in the semaphore names the endpoint, not the busiest one", fire: true, limit: 4,
+			fn: "example.com/shop.(*pool).do", ep: "GET /orders/export",
+			build: func() *clSynth {
+				two := func(sp *clSpec) {
+					sp.endpoints = []clEpSpec{{name: "GET /search", share: 0.8, service: sp.service}, {name: "GET /orders/export", share: 0.2, service: sp.service}}
+				}
+				base := concBase
+				two(&base)
+				s := newClSynth().ladder(base, concKnee(two)...)
+				s.addProf(evidence.ProfileBlock, evidence.ProfileDelta, len(s.in.Steps)-1, clProfileOf("delay", "nanoseconds", map[string]int64{
+					"runtime.selectgo;example.com/shop.(*pool).do;example.com/shop.exportOrders" + clReqFrames: 384e9,
 				}))
 				return s
 			}},
@@ -150,6 +165,9 @@ func TestConcurrencyLimit(t *testing.T) {
 			}
 			if c.Locus.Function != tt.fn {
 				t.Errorf("function %q, want %q", c.Locus.Function, tt.fn)
+			}
+			if tt.ep != "" && c.Locus.Endpoint != tt.ep {
+				t.Errorf("endpoint %q, want %q", c.Locus.Endpoint, tt.ep)
 			}
 			if c.ExpectedGain == nil {
 				t.Errorf("no expected gain")

@@ -492,9 +492,15 @@ func clWaitKind(fs []string, o profilesum.Options) (kind int, fn string, request
 // by where they wait: goroutines (goroutine profile), delay (block
 // profile, nanoseconds) or CPU time (CPU profile).
 type clWaiters struct {
-	Total int64                         // over request goroutines
-	By    [clWaitKinds]int64            // by wait kind
-	Funcs [clWaitKinds]map[string]int64 // by wait kind, the application function
+	Total   int64                                        // over request goroutines
+	By      [clWaitKinds]int64                           // by wait kind
+	Funcs   [clWaitKinds]map[string]int64                // by wait kind, the application function
+	Entries [clWaitKinds]map[profilesum.EntryPoint]int64 // by wait kind, the handler the request runs in
+}
+
+// entries lists kind's cost by the handler it was under, largest first.
+func (w clWaiters) entries(kind int) []profilesum.EntryCost {
+	return profilesum.EntryCosts(w.Entries[kind], w.By[kind])
 }
 
 // top returns the application function with the most in kind, and how
@@ -524,6 +530,7 @@ func clClassify(p *profile.Profile, sampleType string) (clWaiters, bool) {
 	var w clWaiters
 	for i := range w.Funcs {
 		w.Funcs[i] = map[string]int64{}
+		w.Entries[i] = map[profilesum.EntryPoint]int64{}
 	}
 	idx := 0
 	if sampleType != "" {
@@ -546,6 +553,9 @@ func clClassify(p *profile.Profile, sampleType string) (clWaiters, bool) {
 		w.Total += v
 		w.By[kind] += v
 		w.Funcs[kind][fn] += v
+		if e := o.EntryOf(s); !e.IsZero() {
+			w.Entries[kind][e] += v
+		}
 	}
 	return w, true
 }

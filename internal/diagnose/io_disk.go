@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/chokepoint/chokepoint/internal/evidence"
+	"github.com/chokepoint/chokepoint/internal/profilesum"
 	"github.com/chokepoint/chokepoint/internal/report"
 )
 
@@ -121,6 +122,7 @@ type diskVerdict struct {
 	conf     float64
 	impact   float64
 	fn       string
+	entries  []profilesum.EntryCost // the file waits (or file-system CPU) by handler
 	decisive string
 }
 
@@ -131,12 +133,12 @@ func (in *Input) clDiskVerdict(step int) diskVerdict {
 	cpuFile := d.cpuOK && d.cpuFile >= ioWaitersShare
 	if gor {
 		v.conf += 0.3
-		v.impact, v.fn = d.fileShare, d.fileFunc
+		v.impact, v.fn, v.entries = d.fileShare, d.fileFunc, d.waiters.entries(clWaitFile)
 	}
 	if cpuFile {
 		v.conf += 0.3
 		if v.fn == "" {
-			v.impact, v.fn = d.cpuFile, d.cpuFunc
+			v.impact, v.fn, v.entries = d.cpuFile, d.cpuFunc, d.cpu.entries(clWaitFile)
 		}
 	}
 	if d.pressured {
@@ -224,7 +226,11 @@ func (r ioDisk) Check(in *Input) Result {
 		}
 		return Result{RuledOut: fmt.Sprintf("requests do not wait on the disk at %.0f req/s: %s", rate, v.decisive)}
 	}
-	f := report.Finding{Kind: r.Kind(), Locus: report.Locus{Resource: "disk", Endpoint: in.dominantEndpoint(focus), Function: v.fn}}
+	ep := in.dominantEndpoint(focus)
+	if e, entry := in.entryEndpoint(v.entries); entry != "" {
+		ep = e // the handler waiting on the file system
+	}
+	f := report.Finding{Kind: r.Kind(), Locus: report.Locus{Resource: "disk", Endpoint: ep, Function: v.fn}}
 	first := report.Evidence{Source: "proc", What: "share of time tasks stalled on I/O at the knee (" + d.pressWhat + ")", Value: round3(v.impact), Unit: "ratio"}
 	switch {
 	case d.waitersOK && d.fileShare >= ioWaitersShare:

@@ -308,7 +308,7 @@ func HotPaths(p *profile.Profile, sampleType string, o HotPathOptions) ([]HotPat
 	out := make([]HotPath, 0, len(ends))
 	for fn, hp := range ends {
 		hp.Share = share(hp.Value, tot)
-		hp.Entries = entryCosts(entries[fn], hp.Value)
+		hp.Entries = EntryCosts(entries[fn], hp.Value)
 		out = append(out, *hp)
 	}
 	sort.SliceStable(out, func(a, b int) bool {
@@ -342,7 +342,9 @@ func anyFrameHasPrefix(fs, prefixes []string) bool {
 	return false
 }
 
-func entryCosts(by map[EntryPoint]int64, total int64) []EntryCost {
+// EntryCosts lists costs by entry point, largest first, each with its share
+// of total.
+func EntryCosts(by map[EntryPoint]int64, total int64) []EntryCost {
 	out := make([]EntryCost, 0, len(by))
 	for e, v := range by {
 		out = append(out, EntryCost{Entry: e, Value: v, Share: share(v, total)})
@@ -523,7 +525,7 @@ func SiteEntries(p *profile.Profile, sampleType, fn string, o Options) ([]EntryC
 	if err != nil {
 		return nil, 0, err
 	}
-	return entryCosts(by, tot), tot, nil
+	return EntryCosts(by, tot), tot, nil
 }
 
 func (o Options) siteEntries(p *profile.Profile, sampleType, fn string) (map[EntryPoint]int64, int64, error) {
@@ -563,5 +565,5 @@ func SiteEntryGrowth(prev, cur *profile.Profile, fn string, o Options) ([]EntryC
 			tot += d
 		}
 	}
-	return entryCosts(grew, tot), nil
+	return EntryCosts(grew, tot), nil
 }
