@@ -219,7 +219,11 @@ func NewEngine(cfg Config) (*Engine, error) {
 	case cfg.HTTP2 || cfg.NetHTTP:
 		e.tr = newStdTransport(&cfg, tc, cfg.HTTP2)
 	default:
-		e.tr = newH1Transport(&cfg, tc)
+		h1 := newH1Transport(&cfg, tc)
+		e.tr = h1
+		// An engine dropped without Close must not keep its poller's
+		// goroutine and connections.
+		runtime.AddCleanup(e, func(t *h1Transport) { t.closePoller() }, h1)
 	}
 	return e, nil
 }
@@ -358,7 +362,8 @@ func (rs *runState) runOpen(ctx context.Context) time.Duration {
 	// idle counts workers waiting for a job that no dispatch has claimed
 	// yet; only the dispatcher takes from it, so a claim is never lost.
 	var idle atomic.Int64
-	workers := 0
+	workers := 0 // running now
+	nextID := 0  // ids (and generator seeds) are never reused, even after trim
 	rec := rs.rec
 	dispatch := func(intended time.Duration) {
 		rec.arrivals.Add(1)
@@ -372,7 +377,8 @@ func (rs *runState) runOpen(ctx context.Context) time.Duration {
 			return
 		}
 		if workers < maxWorkers {
-			w := rs.newWorker(workers)
+			w := rs.newWorker(nextID)
+			nextID++
 			workers++
 			rs.workers.Add(1)
 			go func() {
@@ -526,7 +532,8 @@ func (w *worker) one(intended time.Duration) {
 	sent := rs.since()
 	status, in, out, err := w.cl.do(&w.req)
 	now := time.Now()
-	done := now.Sub(rs.start)
+	read := now.Sub(rs.start)
+	done := read
 	if rx := w.cl.rxEnd(); rx > 0 {
 		// The answer was complete this long before it was read; both
 		// readings are of the wall clock, taken microseconds apart, so
@@ -552,7 +559,7 @@ func (w *worker) one(intended time.Duration) {
 	rec.record(w.id, &o)
 	if rs.pacer != nil {
 		// Awake anyway: send what is due, sparing the pacer a wake-up.
-		rs.pacer.tryPump(done)
+		rs.pacer.tryPump(read) // what is due now, not when the answer arrived
 	}
 }
 

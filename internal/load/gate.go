@@ -34,8 +34,12 @@ func newReadGate(start time.Time, res time.Duration) *readGate {
 }
 
 // wait returns at the pacer's next wake-up when that is within the
-// resolution from now, else at once.
-func (g *readGate) wait() {
+// resolution from now, else at once — and at once when the request's
+// deadline is near, so that an answer in time is not read too late.
+func (g *readGate) wait(deadline time.Time) {
+	if time.Until(deadline) < 2*g.res {
+		return
+	}
 	now := time.Since(g.start)
 	g.mu.Lock()
 	if g.shut || g.wake-now > g.res {

@@ -336,6 +336,7 @@ const deadlineSlackDivisor = 64
 // exchange writes one request and reads its response. stale reports that
 // the connection failed before any byte of a response came back.
 func (c *h1Conn) exchange(t *h1Transport, r *scenario.Request, uri string, deadline time.Time) (status int, in, out int64, reusable, stale bool, err error) {
+	c.rxEnd = 0
 	if deadline.After(c.deadline.Add(t.timeout/deadlineSlackDivisor)) || deadline.Before(c.deadline) {
 		if err := c.nc.SetDeadline(deadline); err != nil {
 			return 0, 0, 0, false, true, err
@@ -349,11 +350,10 @@ func (c *h1Conn) exchange(t *h1Transport, r *scenario.Request, uri string, deadl
 	if err != nil {
 		return 0, 0, out, false, !errors.Is(err, errBadRequest), err
 	}
-	c.rxEnd = 0
-	stamped := c.rx != nil && c.br.Buffered() == 0 // else bytes read before are the answer's
+	stamped := c.rx != nil && c.rx.gated() && c.br.Buffered() == 0 // else bytes read before are the answer's
 	if stamped {
 		if g := t.gate.Load(); g != nil {
-			g.wait()
+			g.wait(deadline)
 		}
 		c.rx.rxStamp() // forget what came before
 	}

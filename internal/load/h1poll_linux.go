@@ -39,7 +39,13 @@ func (t *h1Transport) dialPoll(ctx context.Context, p *poller, o *h1Origin, dead
 	ap, ok := o.ap, o.apOK
 	o.mu.Unlock()
 	if ok {
-		return p.dial(ctx, ap, deadline)
+		c, err := p.dial(ctx, ap, deadline)
+		if err != nil { // resolve again next time: the host may have moved
+			o.mu.Lock()
+			o.apOK = false
+			o.mu.Unlock()
+		}
+		return c, err
 	}
 	host, portStr, err := net.SplitHostPort(o.addr)
 	if err != nil {
@@ -62,10 +68,17 @@ func (t *h1Transport) dialPoll(ctx context.Context, p *poller, o *h1Origin, dead
 		}
 	}
 	var first error
-	for _, ip := range ips {
+	for i, ip := range ips {
+		// Each address gets an equal share of the time left (as
+		// net.Dialer does), so one that drops packets cannot use it all.
+		dl := deadline
+		if left := time.Until(deadline); left > 0 {
+			dl = time.Now().Add(left / time.Duration(len(ips)-i))
+		}
 		ap := netip.AddrPortFrom(ip.Unmap(), uint16(port))
-		c, err := p.dial(ctx, ap, deadline)
+		c, err := p.dial(ctx, ap, dl)
 		if err == nil {
+			c.SetDeadline(deadline)
 			o.mu.Lock()
 			o.ap, o.apOK = ap, true
 			o.mu.Unlock()

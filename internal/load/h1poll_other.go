@@ -18,6 +18,8 @@ type pollConn struct{ net.Conn }
 
 func (*pollConn) rxStamp() int64 { return 0 }
 
+func (*pollConn) gated() bool { return false }
+
 func (t *h1Transport) pollerFor(*h1Origin) *poller { return nil }
 
 func (t *h1Transport) dialPoll(context.Context, *poller, *h1Origin, time.Time) (net.Conn, error) {

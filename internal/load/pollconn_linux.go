@@ -34,26 +34,62 @@ type pollConn struct {
 	p        *poller
 	wake     chan struct{} // 1-buffered: the socket became ready, or a kick
 	timer    *time.Timer   // for waits with a deadline; created on first use
-	deadline atomic.Int64  // Unix nanoseconds; 0: none
+	deadline atomic.Int64  // on p's monotonic clock (p.now); 0: none
 	closed   atomic.Bool
 	armed    bool // registered in p's epoll set (EPOLL_CTL_MOD from then on)
 	laddr    net.Addr
 	raddr    net.Addr
 	oob      [64]byte
 	last     int64 // CLOCK_REALTIME nanoseconds of the data read last; 0: none
+	// unstamped: data came without a receive timestamp (the kernel can
+	// turn timestamping on late); the connection is then read at once,
+	// never at the read gate, whose wait would enter the latency.
+	unstamped bool
 }
 
 // poller is a transport's private epoll set and the goroutine that turns
 // its events into pollConn wake-ups.
 type poller struct {
 	epfd  int
-	f     *os.File // epfd, registered with Go's poller
+	f     *os.File  // epfd, registered with Go's poller
+	base  time.Time // deadlines are kept as monotonic offsets from it
 	mu    sync.Mutex
 	conns map[int]*pollConn
 	done  chan struct{}
 }
 
+// now is the poller's monotonic clock (never 0: 0 means "no deadline").
+func (p *poller) now() int64 { return int64(time.Since(p.base)) + 1 }
+
+// at converts a deadline to the poller's clock; the zero time is 0.
+func (p *poller) at(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(int64(t.Sub(p.base))+1, 1)
+}
+
+// expired reports whether deadline dl (0: none) has passed.
+func (p *poller) expired(dl int64) bool { return dl != 0 && p.now() >= dl }
+
+// timestampsWork reports whether this kernel timestamps received TCP data
+// on request: without, pollConns would read late and time answers late.
+func timestampsWork() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		return fmt.Errorf("SO_TIMESTAMPNS: %w", err)
+	}
+	return nil
+}
+
 func newPoller() (*poller, error) {
+	if err := timestampsWork(); err != nil {
+		return nil, err
+	}
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -62,7 +98,7 @@ func newPoller() (*poller, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("epoll fd nonblock: %w", err)
 	}
-	p := &poller{epfd: epfd, f: os.NewFile(uintptr(epfd), "epoll"), conns: map[int]*pollConn{}, done: make(chan struct{})}
+	p := &poller{epfd: epfd, f: os.NewFile(uintptr(epfd), "epoll"), base: time.Now(), conns: map[int]*pollConn{}, done: make(chan struct{})}
 	rc, err := p.f.SyscallConn()
 	if err != nil {
 		p.f.Close()
@@ -104,9 +140,19 @@ func (p *poller) loop(rc interface {
 	}
 }
 
+// close stops the poller and closes every connection it serves.
 func (p *poller) close() {
 	p.f.Close()
 	<-p.done
+	p.mu.Lock()
+	conns := make([]*pollConn, 0, len(p.conns))
+	for _, c := range p.conns {
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
 }
 
 // dialPoll connects to addr (an IP address and port) before deadline.
@@ -126,7 +172,7 @@ func (p *poller) dial(ctx context.Context, addr netip.AddrPort, deadline time.Ti
 		return nil, dialErr(addr, os.NewSyscallError("setsockopt", err))
 	}
 	c := &pollConn{fd: fd, p: p, wake: make(chan struct{}, 1), raddr: net.TCPAddrFromAddrPort(addr)}
-	c.deadline.Store(deadline.UnixNano())
+	c.deadline.Store(p.at(deadline))
 	p.mu.Lock()
 	p.conns[fd] = c
 	p.mu.Unlock()
@@ -136,11 +182,20 @@ func (p *poller) dial(ctx context.Context, addr netip.AddrPort, deadline time.Ti
 	if family == unix.AF_INET {
 		sa = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().Unmap().As4()}
 	} else {
-		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: addr.Addr().As16()}
+		sa6 := &unix.SockaddrInet6{Port: int(addr.Port()), Addr: addr.Addr().As16()}
+		if z := addr.Addr().Zone(); z != "" {
+			if ifi, err := net.InterfaceByName(z); err == nil {
+				sa6.ZoneId = uint32(ifi.Index)
+			}
+		}
+		sa = sa6
 	}
 	err = unix.Connect(fd, sa)
-	for err == unix.EINTR {
-		err = unix.Connect(fd, sa)
+	switch err {
+	case unix.EINTR, unix.EALREADY: // as Go's dialer: the connect goes on
+		err = unix.EINPROGRESS
+	case unix.EISCONN:
+		err = nil
 	}
 	if err == unix.EINPROGRESS {
 		for err = unix.EINPROGRESS; err == unix.EINPROGRESS; {
@@ -223,7 +278,7 @@ func (c *pollConn) await(events uint32, ctx context.Context) error {
 			<-c.wake
 			return nil
 		}
-		d := time.Until(time.Unix(0, dl))
+		d := time.Duration(dl - c.p.now())
 		if d <= 0 {
 			return errPollTimeout
 		}
@@ -240,7 +295,7 @@ func (c *pollConn) await(events uint32, ctx context.Context) error {
 			if c.closed.Load() {
 				return net.ErrClosed
 			}
-			if dl := c.deadline.Load(); dl != 0 && time.Now().UnixNano() >= dl {
+			if c.p.expired(c.deadline.Load()) {
 				return errPollTimeout
 			}
 			return nil
@@ -258,7 +313,7 @@ func (c *pollConn) Read(b []byte) (int, error) {
 		if c.closed.Load() {
 			return 0, c.opErr("read", net.ErrClosed)
 		}
-		if dl := c.deadline.Load(); dl != 0 && time.Now().UnixNano() >= dl {
+		if c.p.expired(c.deadline.Load()) {
 			return 0, c.opErr("read", errPollTimeout)
 		}
 		n, oobn, _, _, err := unix.Recvmsg(c.fd, b, c.oob[:], 0)
@@ -267,7 +322,11 @@ func (c *pollConn) Read(b []byte) (int, error) {
 			if n == 0 {
 				return 0, io.EOF
 			}
+			c.last = 0 // a read without a timestamp leaves none: never an early end
 			c.stamp(c.oob[:oobn])
+			if c.last == 0 {
+				c.unstamped = true
+			}
 			return n, nil
 		case unix.EINTR:
 			continue
@@ -303,7 +362,7 @@ func (c *pollConn) Write(b []byte) (int, error) {
 		if c.closed.Load() {
 			return written, c.opErr("write", net.ErrClosed)
 		}
-		if dl := c.deadline.Load(); dl != 0 && time.Now().UnixNano() >= dl {
+		if c.p.expired(c.deadline.Load()) {
 			return written, c.opErr("write", errPollTimeout)
 		}
 		n, err := unix.Write(c.fd, b[written:])
@@ -344,18 +403,22 @@ func (c *pollConn) Close() error {
 func (c *pollConn) LocalAddr() net.Addr  { return c.laddr }
 func (c *pollConn) RemoteAddr() net.Addr { return c.raddr }
 
+// SetDeadline sets the deadline of reads and writes alike (as net.Conn's);
+// a waiter re-checks it.
 func (c *pollConn) SetDeadline(t time.Time) error {
-	if t.IsZero() {
-		c.deadline.Store(0)
-	} else {
-		c.deadline.Store(t.UnixNano())
-	}
+	c.deadline.Store(c.p.at(t))
 	c.kick()
 	return nil
 }
 
+// SetReadDeadline and SetWriteDeadline set both deadlines: the client
+// sets one deadline per request for both directions.
 func (c *pollConn) SetReadDeadline(t time.Time) error  { return c.SetDeadline(t) }
 func (c *pollConn) SetWriteDeadline(t time.Time) error { return c.SetDeadline(t) }
+
+// gated reports whether reads of this connection may wait at the read gate:
+// its answers carry receive timestamps.
+func (c *pollConn) gated() bool { return !c.unstamped }
 
 // rxStamp returns the receive timestamp of the data read last (0: none)
 // and forgets it.

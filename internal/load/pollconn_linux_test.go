@@ -200,14 +200,16 @@ func TestPollConnsOnlyWhereReadsMayWait(t *testing.T) {
 
 func TestReadGate(t *testing.T) {
 	start := time.Now()
+	far := start.Add(time.Hour)
 	g := newReadGate(start, time.Millisecond)
-	g.wait() // shut: returns at once
+	g.wait(far) // shut: returns at once
 	g.release(time.Since(start) + time.Hour)
-	g.wait() // the pacer wakes far later: returns at once
+	g.wait(far) // the pacer wakes far later: returns at once
 	g.release(time.Since(start))
+	g.wait(time.Now().Add(time.Millisecond)) // the request's deadline is near: at once
 	done := make(chan struct{})
 	go func() {
-		g.wait() // the pacer wakes within the resolution: waits for it
+		g.wait(far) // the pacer wakes within the resolution: waits for it
 		close(done)
 	}()
 	// Released by the next wake-up or by close, whichever the waiter
