@@ -1,16 +1,13 @@
 package diagnose
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/chokepoint/chokepoint/internal/report"
-	"github.com/chokepoint/chokepoint/internal/run"
 )
 
 // TestConfidenceCalibration runs every rule on every recorded case and
@@ -33,29 +30,7 @@ func TestConfidenceCalibration(t *testing.T) {
 	}
 	var pts []point
 	for _, d := range dirs {
-		var exp expectation
-		b, err := os.ReadFile(filepath.Join(d, "expect.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, &exp); err != nil {
-			t.Fatalf("%s: %v", d, err)
-		}
-		dir, err := run.Open(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rep report.Report
-		if err := dir.ReadJSON(run.ReportFile, &rep); err != nil {
-			t.Fatal(err)
-		}
-		if exp.Cores == 0 {
-			exp.Cores = 2
-		}
-		in, err := Load(dir, &rep, exp.Cores)
-		if err != nil {
-			t.Fatal(err)
-		}
+		in, exp := loadCase(t, d)
 		for _, r := range Rules() {
 			for _, c := range safeCheck(r, in).Findings {
 				kind := c.Kind

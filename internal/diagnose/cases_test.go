@@ -48,29 +48,7 @@ func TestRecordedCases(t *testing.T) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
-			var exp expectation
-			b, err := os.ReadFile(filepath.Join(d, "expect.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(b, &exp); err != nil {
-				t.Fatalf("expect.json: %v", err)
-			}
-			dir, err := run.Open(d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var rep report.Report
-			if err := dir.ReadJSON(run.ReportFile, &rep); err != nil {
-				t.Fatal(err)
-			}
-			if exp.Cores == 0 {
-				exp.Cores = 2
-			}
-			in, err := Load(dir, &rep, exp.Cores)
-			if err != nil {
-				t.Fatal(err)
-			}
+			in, exp := loadCase(t, d)
 			d := Run(in, Rules())
 			var got []string
 			for _, f := range d.Findings {
@@ -122,4 +100,34 @@ func checkLocus(t *testing.T, want, got report.Locus) {
 	if want.Limit > 0 && want.Limit != got.Limit {
 		t.Errorf("locus.limit = %d, want %d", got.Limit, want.Limit)
 	}
+}
+
+// loadCase reads a recorded case directory: the rules' input and what the
+// rules must conclude.
+func loadCase(t *testing.T, d string) (*Input, expectation) {
+	t.Helper()
+	var exp expectation
+	b, err := os.ReadFile(filepath.Join(d, "expect.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &exp); err != nil {
+		t.Fatalf("%s: expect.json: %v", d, err)
+	}
+	dir, err := run.Open(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report.Report
+	if err := dir.ReadJSON(run.ReportFile, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if exp.Cores == 0 {
+		exp.Cores = 2
+	}
+	in, err := Load(dir, &rep, exp.Cores)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, exp
 }

@@ -45,6 +45,11 @@ type Candidate struct {
 	// that explains the knee (where the SLO broke); false for lesser
 	// problems and context (latency contributors, leaks, opportunities).
 	Limiting bool
+	// Yields names a finding kind that explains the same evidence better
+	// (downstream.slow and downstream.serial share a downstream's time):
+	// when a candidate of that kind on the same endpoint is found, this
+	// one ranks right after it. "" ranks by Limiting and score alone.
+	Yields string
 }
 
 // Diagnosis is the outcome over all rules.
@@ -96,6 +101,29 @@ func safeCheck(r Rule, in *Input) (res Result) {
 	return r.Check(in)
 }
 
+// yieldRank moves each candidate that yields to another found on the same
+// endpoint to right after it (unless that one yields back: then neither
+// moves). At most len(cands) moves, so a ring of yields cannot loop.
+func yieldRank(cands []Candidate) {
+	moves := 0
+	for i := 0; i < len(cands) && moves < len(cands); i++ {
+		c := cands[i]
+		if c.Yields == "" {
+			continue
+		}
+		for j := i + 1; j < len(cands); j++ {
+			w := cands[j]
+			if w.Kind == c.Yields && w.Locus.Endpoint == c.Locus.Endpoint && w.Yields != c.Kind {
+				copy(cands[i:j], cands[i+1:j+1])
+				cands[j] = c
+				moves++
+				i--
+				break
+			}
+		}
+	}
+}
+
 // rank orders candidates: the principal bottleneck first (a limiting finding
 // that explains the SLO breach), then by impact x confidence.
 func rank(in *Input, cands []Candidate) ([]report.Finding, string) {
@@ -109,6 +137,7 @@ func rank(in *Input, cands []Candidate) ([]report.Finding, string) {
 		}
 		return cmp.Compare(score(b), score(a))
 	})
+	yieldRank(cands)
 	limitedBy := in.Capacity.LimitedBy
 	breached := in.Breached()
 	principal := -1

@@ -36,6 +36,14 @@ const (
 	// (a 3 ms call in a 4 ms request) without threatening the objective;
 	// one twentieth of it is where it starts to matter.
 	slowMinObjectiveShare = 0.05
+	// slowMinInsideShare: where the downstream exports its own server
+	// spans, they must cover at least half of its calls' time at the knee
+	// for the wait to be the dependency's own work; below, the calls wait
+	// on the way (connection set-up, the caller's CPU, the queue in front
+	// of the downstream's handler). Checked only when the dependency did not
+	// dominate at low load already (then it is slow whatever the knee
+	// adds).
+	slowMinInsideShare = 0.5
 )
 
 type downstreamSlow struct{ c *traceCache }
@@ -107,18 +115,27 @@ func (r downstreamSlow) Check(in *Input) Result {
 			conf += confSignal // the clients waited that long too
 		}
 	}
+	slowAtLowLoad := false
 	if v.base != nil {
-		if bep := v.base.endpoint(c.endpoint); bep != nil {
+		if bep := v.base.endpoint(c.endpoint); bep != nil && bep.MeanDurationMS > 0 {
 			for _, br := range bep.Resources {
 				if br.Resource == c.res {
+					own := clamp01(v.base.split(c.endpoint, c.res).ownMS / bep.MeanDurationMS)
 					f.Evidence = append(f.Evidence,
 						report.Evidence{Source: "otlp", What: "mean latency of one call at low load", Value: round3(br.MeanCallMS), Unit: "ms"},
-						report.Evidence{Source: "otlp", What: "share of request latency on the downstream at low load", Value: round3(br.CriticalShare), Unit: "ratio"})
-					if br.CriticalShare >= slowMinShare {
+						report.Evidence{Source: "otlp", What: "share of request latency waiting on the downstream at low load (its serial and repeated calls excluded)", Value: round3(own), Unit: "ratio"})
+					if own >= slowMinShare {
+						slowAtLowLoad = true
 						conf += confConsistency // slow at any load: the dependency's own latency
 					}
 				}
 			}
+		}
+	}
+	if inside, ok := focus.inside[c.endpoint][c.res].share(); ok {
+		f.Evidence = append(f.Evidence, report.Evidence{Source: "otlp", What: "share of the calls' time at the knee inside the downstream (its own server spans)", Value: round3(inside), Unit: "ratio"})
+		if inside < slowMinInsideShare && !slowAtLowLoad {
+			conf -= confSignal // the calls wait on the way to it, not on it
 		}
 	}
 	f.Confidence = round3(min(conf, confCeiling))
@@ -126,6 +143,18 @@ func (r downstreamSlow) Check(in *Input) Result {
 	limiting, ofService := patternLimiting(in, step, perReqMS)
 	if ofService > 0 {
 		f.Evidence = append(f.Evidence, report.Evidence{Source: "loadgen", What: "share of the mean service time at the knee waiting on the downstream", Value: round3(ofService), Unit: "ratio"})
+	}
+	// Serial calls to it share its time: the explanation of more of the
+	// latency growth comes first (the other yields to it in the ranking)
+	// and takes the limit when the calls together broke the objective.
+	var yields string
+	if j := trJudgeSerialSlow(in, v, c.endpoint, c.res); j.serialFires {
+		f.Evidence = append(f.Evidence, j.evidence()...)
+		if j.serialFirst {
+			yields = "downstream.serial"
+		} else {
+			limiting = limiting || j.limiting
+		}
 	}
 	speedup, what := slowSpeedup, fmt.Sprintf("the wait on %s (halved)", name)
 	rec := fmt.Sprintf("%s spends %s per request waiting on %s (%s per call). Ask its owners why it takes that long, give each call a latency budget (a timeout with a fallback), and take it off the critical path where the response does not need it.", c.endpoint, trMS(c.epRes.MeanCriticalMS), name, trMS(c.epRes.MeanCallMS))
@@ -142,7 +171,7 @@ func (r downstreamSlow) Check(in *Input) Result {
 	}
 	f.Recommendation = rec
 	f.ExpectedGain = criticalPathGain(in, v, limiting, c.endpoint, share, 0, speedup, what)
-	return Result{Findings: []Candidate{{Finding: f, Limiting: limiting}}}
+	return Result{Findings: []Candidate{{Finding: f, Limiting: limiting, Yields: yields}}}
 }
 
 // trSlowCandidates sums each downstream's critical-path time over the traced
@@ -158,19 +187,9 @@ func trSlowCandidates(st *stepTraces) []trSlowCand {
 			if rs.Resource.Kind != trace.KindHTTP && rs.Resource.Kind != trace.KindCall {
 				continue
 			}
-			crit := rs.MeanCriticalMS * n
-			avoid := 0.0
-			for _, sp := range st.serial {
-				if sp.endpoint == ep.Endpoint && sp.downstream == rs.Resource {
-					avoid += sp.meanSavingMS * float64(sp.requests)
-				}
-			}
-			for _, rp := range ep.Redundant {
-				if rp.Resource == rs.Resource {
-					avoid += rp.MeanWastedMS * float64(rp.Requests)
-				}
-			}
-			avoid = math.Min(avoid, crit)
+			sp := st.split(ep.Endpoint, rs.Resource)
+			crit := sp.criticalMS * n
+			avoid := (sp.serialMS + sp.redundantMS) * n
 			c := byRes[rs.Resource]
 			if c == nil {
 				c = &trSlowCand{res: rs.Resource}

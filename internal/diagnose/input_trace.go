@@ -3,6 +3,7 @@ package diagnose
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -88,6 +89,13 @@ type stepTraces struct {
 	serial     []trSerial
 	reads      []trRead
 	keys       map[trace.Resource]trKeys
+	// typicalMS is, per endpoint and resource, the median duration of
+	// one call: what a run of calls made at once would wait for when a
+	// few calls' long tails are left aside.
+	typicalMS map[string]map[trace.Resource]float64
+	// inside is, per endpoint and resource, how much of the calls' time
+	// the downstream's own server spans cover.
+	inside map[string]map[trace.Resource]trInside
 	// overheadMS is, per endpoint and statement, the time of the
 	// database spans that carry no statement (a pool acquire, a connect)
 	// attributed to the statement by its share of the request's
@@ -147,7 +155,9 @@ func trAnalyseStep(in *Input, step int) *stepTraces {
 	entries := 0
 	for i := range in.Spans {
 		s := &in.Spans[i]
-		if s.Kind == evidence.SpanKindServer && s.T >= start && s.T <= end && s.TraceID != "" {
+		// Half-open: a request that starts as the step ends was sent at
+		// the next step's rate.
+		if s.Kind == evidence.SpanKindServer && s.T >= start && s.T < end && s.TraceID != "" {
 			entry := s.ParentID == ""
 			if entry && !ids[s.TraceID] {
 				entries++
@@ -200,6 +210,7 @@ func trAnalyseStep(in *Input, step int) *stepTraces {
 	st.serial = trAggregateSerial(shapes, st.endpoints)
 	st.reads = trAggregateReads(shapes, st)
 	st.keys = trCountKeys(shapes)
+	st.typicalMS, st.inside = trTypicalCalls(shapes)
 	st.overheadMS = trStatementOverhead(shapes, st)
 	return st
 }
@@ -226,6 +237,9 @@ type trCall struct {
 	method  string // HTTP method, for HTTP calls
 	startNS int64
 	durNS   int64
+	// serverNS is the time of the downstream's own server span under the
+	// call (its handler's work), -1 when the downstream exports none.
+	serverNS int64
 }
 
 // trShape is what the serial and cache analyses need of one request.
@@ -236,10 +250,11 @@ type trShape struct {
 	serial   trSerialGroup // the request's largest serial group (calls == 0: none)
 }
 
-// trSerialGroup is a run of independent non-database calls under one parent
-// that did not overlap: the stages ran one after another.
+// trSerialGroup is the independent non-database calls under one parent
+// that did not overlap: in each run, the stages ran one after another.
 type trSerialGroup struct {
 	calls, stages int
+	runs          int // runs of consecutive stages
 	sumNS, maxNS  int64
 	savingNS      int64
 	byRes         map[trace.Resource]int64 // time per resource in the group
@@ -262,13 +277,30 @@ func trShapeOf(endpoint string, durNS int64, root *trace.Node) trShape {
 			c := n.Children[i]
 			if r, ok := trace.ResourceOf(c.Span); ok {
 				sh.calls = append(sh.calls, trCall{res: r, key: trCallKey(r, c.Span), method: c.Span.HTTPMethod,
-					startNS: c.Span.StartNS, durNS: c.Span.DurationNS()})
+					startNS: c.Span.StartNS, durNS: c.Span.DurationNS(), serverNS: trServerNS(c)})
 				continue
 			}
 			stack = append(stack, c)
 		}
 	}
 	return sh
+}
+
+// trServerNS is the duration of the first server span directly under a
+// call (the downstream's side of it); 0 for a call that failed without one
+// (it never reached the downstream's handler: a refused or failed
+// connection); -1 when unknown (no server span: the downstream exports
+// none, or it was not kept).
+func trServerNS(call *trace.Node) int64 {
+	for _, k := range call.Children {
+		if k.Span.Kind == evidence.SpanKindServer {
+			return k.Span.DurationNS()
+		}
+	}
+	if call.Span.Status == evidence.SpanStatusError && call.Span.HTTPStatus == 0 {
+		return 0
+	}
+	return -1
 }
 
 // trCallKey identifies a call's parameters: a statement's argument
@@ -286,68 +318,20 @@ func trCallKey(r trace.Resource, s evidence.Span) string {
 	return ""
 }
 
-// trSerialOf looks at the non-database calls made directly by n. A call
-// identical to an earlier one (same method and URL) is left out: repeating
-// it is redundant work to remove, not to parallelise. When the rest form
-// two or more stages that do not overlap, they ran one after another; the
-// saving is the sum of the stage lengths minus the longest (what running
-// them at once would save). Unlike trace.SerialGroup, calls to one route
-// count: a loop over items calling the same route one at a time is the
-// commonest serial pattern.
+// trSerialOf is trace.SerialCalls (sibling calls in runs of consecutive
+// stages that did not overlap, identical repeats left out) in the form the
+// aggregation needs. Unlike trace.Request.Serial, calls to one route count:
+// a loop over items calling the same route one at a time is the commonest
+// serial pattern.
 func trSerialOf(n *trace.Node) (trSerialGroup, bool) {
-	type iv struct {
-		s, e int64
-		r    trace.Resource
-	}
-	var calls []iv
-	seen := map[string]bool{}
-	g := trSerialGroup{byRes: map[trace.Resource]int64{}}
-	for _, c := range n.Children {
-		r, ok := trace.ResourceOf(c.Span)
-		if !ok || r.Kind == trace.KindDB {
-			continue
-		}
-		if k := trCallKey(r, c.Span); k != "" {
-			if seen[k] {
-				continue // a repeat: redundant, not serial
-			}
-			seen[k] = true
-		}
-		calls = append(calls, iv{c.Span.StartNS, c.Span.StartNS + c.Span.DurationNS(), r})
-	}
-	if len(calls) < 2 {
+	sg, ok := trace.SerialCalls(n)
+	if !ok {
 		return trSerialGroup{}, false
 	}
-	// Children are in start order; a stage is a maximal chain of
-	// overlapping calls (touching is not overlapping).
-	g.calls = len(calls)
-	g.sameRoute = true
-	stageStart, stageEnd := calls[0].s, calls[0].e
-	closeStage := func() {
-		l := stageEnd - stageStart
-		g.stages++
-		g.sumNS += l
-		g.maxNS = max(g.maxNS, l)
-	}
-	for i, c := range calls {
-		g.byRes[c.r] += c.e - c.s
-		if c.r != calls[0].r {
-			g.sameRoute = false
-		}
-		if i == 0 {
-			continue
-		}
-		if c.s < stageEnd {
-			stageEnd = max(stageEnd, c.e)
-			continue
-		}
-		closeStage()
-		stageStart, stageEnd = c.s, c.e
-	}
-	closeStage()
-	g.savingNS = g.sumNS - g.maxNS
-	if g.stages < 2 || g.savingNS <= 0 {
-		return trSerialGroup{}, false
+	g := trSerialGroup{calls: sg.Calls, stages: sg.Stages, runs: sg.Runs, sumNS: sg.SumNS, maxNS: sg.MaxNS,
+		savingNS: sg.SavingNS, byRes: make(map[trace.Resource]int64, len(sg.Resources)), sameRoute: len(sg.Resources) == 1}
+	for i, r := range sg.Resources {
+		g.byRes[r] += sg.ResourceNS[i]
 	}
 	return g, true
 }
@@ -361,6 +345,7 @@ type trSerial struct {
 	share        float64 // of the endpoint's traced requests
 	meanCalls    float64
 	meanStages   float64
+	meanRuns     float64
 	meanSumMS    float64
 	meanSavingMS float64
 	// savingShare is the saving over the duration of all the endpoint's
@@ -373,6 +358,7 @@ func trAggregateSerial(shapes []trShape, eps []trace.EndpointStats) []trSerial {
 	type acc struct {
 		reqs                int
 		calls, stages, same int
+		runs                int
 		sum, saving         int64
 		byRes               map[trace.Resource]int64
 	}
@@ -392,6 +378,7 @@ func trAggregateSerial(shapes []trShape, eps []trace.EndpointStats) []trSerial {
 		a.reqs++
 		a.calls += g.calls
 		a.stages += g.stages
+		a.runs += g.runs
 		a.sum += g.sumNS
 		a.saving += g.savingNS
 		if g.sameRoute {
@@ -414,6 +401,7 @@ func trAggregateSerial(shapes []trShape, eps []trace.EndpointStats) []trSerial {
 			share:        k / float64(ep.Requests),
 			meanCalls:    float64(a.calls) / k,
 			meanStages:   float64(a.stages) / k,
+			meanRuns:     float64(a.runs) / k,
 			meanSumMS:    float64(a.sum) / k / 1e6,
 			meanSavingMS: float64(a.saving) / k / 1e6,
 			sameRoute:    float64(a.same) / k,
@@ -545,6 +533,113 @@ func trAggregateReads(shapes []trShape, st *stepTraces) []trRead {
 		return cmp.Or(-cmp.Compare(a.timeShare*a.share, b.timeShare*b.share), cmp.Compare(a.endpoint, b.endpoint))
 	})
 	return out
+}
+
+// trInside is the part of a resource's calls spent inside the downstream:
+// the calls whose time inside is known (a server span under them, or a
+// failure before any answer), their time, and the time of those server
+// spans.
+type trInside struct {
+	calls, withServer  int
+	clientNS, serverNS int64
+}
+
+// share is the server spans' time over their calls' time; ok is false
+// when it is known for fewer than half of the calls.
+func (t trInside) share() (float64, bool) {
+	if t.withServer*2 < t.calls || t.clientNS <= 0 {
+		return 0, false
+	}
+	return float64(t.serverNS) / float64(t.clientNS), true
+}
+
+// trTypicalCalls returns, per endpoint and resource, the median call
+// duration and how much of the calls the downstream's server spans cover.
+func trTypicalCalls(shapes []trShape) (map[string]map[trace.Resource]float64, map[string]map[trace.Resource]trInside) {
+	durs := map[string]map[trace.Resource][]int64{}
+	inside := map[string]map[trace.Resource]trInside{}
+	for _, sh := range shapes {
+		m := durs[sh.endpoint]
+		if m == nil {
+			m = map[trace.Resource][]int64{}
+			durs[sh.endpoint] = m
+			inside[sh.endpoint] = map[trace.Resource]trInside{}
+		}
+		for _, c := range sh.calls {
+			m[c.res] = append(m[c.res], c.durNS)
+			in := inside[sh.endpoint][c.res]
+			in.calls++
+			if c.serverNS >= 0 {
+				in.withServer++
+				in.clientNS += c.durNS
+				in.serverNS += min(c.serverNS, c.durNS)
+			}
+			inside[sh.endpoint][c.res] = in
+		}
+	}
+	out := make(map[string]map[trace.Resource]float64, len(durs))
+	for ep, m := range durs {
+		out[ep] = make(map[trace.Resource]float64, len(m))
+		for r, d := range m {
+			slices.Sort(d)
+			out[ep][r] = float64(d[len(d)/2]) / 1e6
+		}
+	}
+	return out, inside
+}
+
+// trSplit is how one downstream's time on the critical path of one
+// endpoint divides between the explanations the trace rules offer, in
+// milliseconds per request of the endpoint (all its traced requests).
+type trSplit struct {
+	requests    int     // the endpoint's traced requests
+	criticalMS  float64 // the downstream's time on the critical path
+	serialMS    float64 // what running its serial calls at once would save (sum minus longest stage, per run)
+	redundantMS float64 // its repeated identical calls
+	ownMS       float64 // the rest: the wait on the downstream itself
+	// orderMS is serialMS with a typical call (the median) as what each
+	// run would wait for at once instead of its longest stage, and waitMS
+	// the rest of the critical-path time. They rank the two explanations:
+	// under overload single calls take far longer than others (queues,
+	// retransmits), and the longest stage of a run then counts one
+	// call's tail as the dependency's own wait where the order of the
+	// calls made the request wait for all of them.
+	orderMS, waitMS float64
+}
+
+// split returns the trSplit of a downstream on an endpoint; the zero value
+// when the endpoint was not traced.
+func (st *stepTraces) split(endpoint string, res trace.Resource) trSplit {
+	ep := st.endpoint(endpoint)
+	if ep == nil || ep.Requests == 0 {
+		return trSplit{}
+	}
+	n := float64(ep.Requests)
+	sp := trSplit{requests: ep.Requests}
+	for _, rs := range ep.Resources {
+		if rs.Resource == res {
+			sp.criticalMS = rs.MeanCriticalMS
+		}
+	}
+	for _, rp := range ep.Redundant {
+		if rp.Resource == res {
+			sp.redundantMS = rp.MeanWastedMS * float64(rp.Requests) / n
+		}
+	}
+	for _, p := range st.serial {
+		if p.endpoint != endpoint || p.downstream != res {
+			continue
+		}
+		k := float64(p.requests) / n
+		sp.serialMS = p.meanSavingMS * k
+		sp.orderMS = math.Max(sp.serialMS, (p.meanSumMS-p.meanRuns*st.typicalMS[endpoint][res])*k)
+	}
+	sp.redundantMS = math.Min(sp.redundantMS, sp.criticalMS)
+	sp.serialMS = math.Min(sp.serialMS, sp.criticalMS-sp.redundantMS)
+	sp.orderMS = math.Min(sp.orderMS, sp.criticalMS-sp.redundantMS)
+	sp.ownMS = sp.criticalMS - sp.redundantMS - sp.serialMS
+	sp.waitMS = sp.criticalMS - sp.redundantMS - sp.orderMS
+	return sp
 }
 
 // trCountKeys counts every resource's calls and distinct parameter sets.

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/chokepoint/chokepoint/internal/report"
+	"github.com/chokepoint/chokepoint/internal/trace"
 )
 
 // traceRules read OpenTelemetry spans (and, where they agree or stand in,
@@ -108,6 +109,70 @@ func criticalPathGain(in *Input, v *traceView, limiting bool, endpoint string, k
 	}
 	return &report.ExpectedGain{Metric: "p50_ms", From: round1(p50), To: round1(p50 * left),
 		Method: fmt.Sprintf("critical path: %.0f%% of %s's request time is in %s; %s leaves %.0f%% of the median latency at low load", share*100, endpoint, what, how, left*100)}
+}
+
+// trSerialSlow is the verdict between downstream.serial and downstream.slow
+// on one downstream of one endpoint: both explain the same critical-path
+// time (the calls to it), so one of them must come first.
+type trSerialSlow struct {
+	knee, base trSplit
+	// serialGrowthMS and slowGrowthMS are how much of the request latency
+	// growth from low load to the knee each explains, per request: the
+	// growth of the time the calls' order costs (orderMS) and of the wait
+	// left if they ran at once (waitMS).
+	serialGrowthMS, slowGrowthMS float64
+	// serialFires and slowFires say whether each pattern passes its own
+	// rule's thresholds on this endpoint.
+	serialFires, slowFires bool
+	// serialFirst: the order explains more of the growth (or the
+	// dependency's wait alone does not dominate).
+	serialFirst bool
+	// limiting: the downstream's time on the critical path (serial and
+	// own together) is what broke the objective; ofService is its share of
+	// the mean service time at the knee. The explanation that comes first
+	// takes it; the other keeps its own (which this includes), and
+	// yieldRank puts it right after the first.
+	limiting  bool
+	ofService float64
+}
+
+// trJudgeSerialSlow compares the two explanations of a downstream's time on
+// an endpoint. The order of the calls explains the growth of what running
+// them at once would save; the dependency explains the growth of what would
+// be left. Ties go to the dependency: when each call's own latency grew as
+// much as the order costs, the order only multiplies it.
+func trJudgeSerialSlow(in *Input, v *traceView, endpoint string, res trace.Resource) trSerialSlow {
+	var j trSerialSlow
+	focus := v.focus
+	j.knee = focus.split(endpoint, res)
+	j.serialGrowthMS, j.slowGrowthMS = j.knee.orderMS, j.knee.waitMS
+	if v.base != nil {
+		if j.base = v.base.split(endpoint, res); j.base.requests > 0 {
+			j.serialGrowthMS -= j.base.orderMS
+			j.slowGrowthMS -= j.base.waitMS
+		}
+	}
+	if focus.totalMS <= 0 || j.knee.requests == 0 {
+		return j
+	}
+	perFocus := float64(j.knee.requests) / focus.totalMS // ms per endpoint request -> share of focus latency
+	for _, p := range focus.serial {
+		if p.endpoint == endpoint && p.downstream == res && p.share >= traceMinRequestShare {
+			j.serialFires = j.knee.serialMS*perFocus >= serialMinShare
+		}
+	}
+	j.slowFires = j.knee.ownMS*perFocus >= slowMinShare && j.knee.ownMS >= slowMinObjectiveShare*in.SLO.P99MS
+	j.serialFirst = j.serialFires && (!j.slowFires || j.serialGrowthMS > j.slowGrowthMS)
+	j.limiting, j.ofService = patternLimiting(in, v.focusStep, (j.knee.serialMS+j.knee.ownMS)*float64(j.knee.requests)/float64(focus.requests))
+	return j
+}
+
+// evidence describes the verdict for a finding of either kind.
+func (j trSerialSlow) evidence() []report.Evidence {
+	return []report.Evidence{
+		{Source: "otlp", What: "latency growth from low load to the knee explained by the calls' order (their time beyond one typical call per run), per request", Value: round3(j.serialGrowthMS), Unit: "ms"},
+		{Source: "otlp", What: "latency growth from low load to the knee explained by the downstream's own wait (what would be left with the calls at once), per request", Value: round3(j.slowGrowthMS), Unit: "ms"},
+	}
 }
 
 // maxGainShare caps the share a gain estimate removes: the request's own

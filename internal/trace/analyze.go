@@ -75,18 +75,22 @@ type Repeat struct {
 	WastedNS int64    `json:"wasted_ns,omitempty"`
 }
 
-// SerialGroup is a run of sibling calls under one parent, executed one
-// after another with no overlap. Stages are the groups of calls that did
-// overlap (ran in parallel); the saving is what running every stage at
-// once would save: the sum of the stage lengths minus the longest.
+// SerialGroup is the sibling calls under one parent that ran one after
+// another with no overlap, in runs of consecutive stages. Stages are the
+// groups of calls that did overlap (ran in parallel); the saving is what
+// running each run's stages at once would save: the sum of the stage
+// lengths minus the longest, summed over the runs.
 type SerialGroup struct {
 	ParentSpanID string     `json:"parent_span_id"`
 	Resources    []Resource `json:"resources"` // distinct, in order of first call
-	Calls        int        `json:"calls"`
-	Stages       int        `json:"stages"`
-	SumNS        int64      `json:"sum_ns"`
-	MaxNS        int64      `json:"max_ns"`
-	SavingNS     int64      `json:"saving_ns"`
+	// ResourceNS is the time in the calls to each of Resources (same order).
+	ResourceNS []int64 `json:"resource_ns"`
+	Calls      int     `json:"calls"`
+	Stages     int     `json:"stages"`
+	Runs       int     `json:"runs"`   // runs of consecutive stages (each two or more)
+	SumNS      int64   `json:"sum_ns"` // the stages' lengths, summed
+	MaxNS      int64   `json:"max_ns"` // the longest stage of each run, summed: the runs' length with their stages at once
+	SavingNS   int64   `json:"saving_ns"`
 }
 
 // AnalyzeTrace analyses one assembled trace. The request is the trace's
@@ -315,58 +319,104 @@ func repeats(calls []call) (nPlusOne, redundant []Repeat) {
 	return nPlusOne, redundant
 }
 
-// serialGroup looks at the non-database calls made directly by n: when
-// they form two or more stages that do not overlap, and involve two or
-// more different resources, they ran one after another where they could
-// have run at once. Database statements are left out: on one connection
-// they are sequential by nature, and their order often carries a
-// dependency (transaction). The same resource called in a loop is n+1, not
-// serial work.
+// SerialMaxGapRatio bounds the gap between two stages that count as
+// consecutive: at most as long as the longer of the two. Independent calls
+// in a loop follow one another at once (the code between them only stores
+// an answer); a caller that works longer between two calls than a call
+// takes is likely processing one answer before it can make the next call
+// (a data dependency the spans cannot show), so the chain breaks there.
+const SerialMaxGapRatio = 1.0
+
+// serialGroup is SerialCalls for Request.Serial: calls to two or more
+// different resources (one resource called in a loop is n+1, not serial).
 func serialGroup(n *Node) (SerialGroup, bool) {
-	type iv struct {
-		s, e int64
-		r    Resource
+	g, ok := SerialCalls(n)
+	if !ok || len(g.Resources) < 2 {
+		return SerialGroup{}, false
 	}
-	var calls []iv
+	return g, true
+}
+
+// SerialCalls looks at the non-database calls made directly by n (its
+// children that are calls, in start order). Database statements are left
+// out: on one connection they are sequential by nature, and their order
+// often carries a dependency (transaction). A call identical to an earlier
+// one (same parameters: method and URL) is left out too: repeating it is
+// redundant work to remove, not to run at once. The rest form stages:
+// maximal chains of calls that overlap (touching is not overlapping). Runs
+// of two or more consecutive stages (see SerialMaxGapRatio) ran one after
+// another where they could have run at once: running each run's stages at
+// once would take the longest of them instead of their sum. ok is false
+// when no run has two stages.
+func SerialCalls(n *Node) (SerialGroup, bool) {
+	type stage struct {
+		s, e  int64
+		calls []*Node
+	}
+	var stages []stage
+	seen := map[string]bool{}
 	for _, c := range n.Children {
 		r, ok := ResourceOf(c.Span)
 		if !ok || r.Kind == KindDB {
 			continue
 		}
-		calls = append(calls, iv{c.Span.StartNS, c.Span.StartNS + c.Span.DurationNS(), r})
-	}
-	if len(calls) < 2 {
-		return SerialGroup{}, false
-	}
-	// Children are in start order. A stage is a maximal set of calls whose
-	// intervals chain into one another; touching is not overlapping.
-	g := SerialGroup{ParentSpanID: n.Span.SpanID, Calls: len(calls)}
-	seen := map[Resource]bool{}
-	stageStart, stageEnd := calls[0].s, calls[0].e
-	closeStage := func() {
-		l := stageEnd - stageStart
-		g.Stages++
-		g.SumNS += l
-		g.MaxNS = max(g.MaxNS, l)
-	}
-	for i, c := range calls {
-		if !seen[c.r] {
-			seen[c.r] = true
-			g.Resources = append(g.Resources, c.r)
+		if k := callKey(r, c.Span); k != "" {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
 		}
-		if i == 0 {
+		s, e := c.Span.StartNS, c.Span.StartNS+c.Span.DurationNS()
+		if l := len(stages) - 1; l >= 0 && s < stages[l].e {
+			stages[l].e = max(stages[l].e, e)
+			stages[l].calls = append(stages[l].calls, c)
 			continue
 		}
-		if c.s < stageEnd {
-			stageEnd = max(stageEnd, c.e)
-			continue
-		}
-		closeStage()
-		stageStart, stageEnd = c.s, c.e
+		stages = append(stages, stage{s: s, e: e, calls: []*Node{c}})
 	}
-	closeStage()
+	g := SerialGroup{ParentSpanID: n.Span.SpanID}
+	byRes := map[Resource]int{}
+	addRun := func(run []stage) {
+		if len(run) < 2 {
+			return
+		}
+		var sum, longest int64
+		for _, st := range run {
+			l := st.e - st.s
+			sum += l
+			longest = max(longest, l)
+			for _, c := range st.calls {
+				r, _ := ResourceOf(c.Span)
+				i, ok := byRes[r]
+				if !ok {
+					i = len(g.Resources)
+					byRes[r] = i
+					g.Resources = append(g.Resources, r)
+					g.ResourceNS = append(g.ResourceNS, 0)
+				}
+				g.ResourceNS[i] += c.Span.DurationNS()
+				g.Calls++
+			}
+		}
+		g.Runs++
+		g.Stages += len(run)
+		g.SumNS += sum
+		g.MaxNS += longest
+	}
+	from := 0
+	for i := 1; i <= len(stages); i++ {
+		if i < len(stages) {
+			prev, cur := stages[i-1], stages[i]
+			gap := cur.s - prev.e
+			if float64(gap) <= SerialMaxGapRatio*float64(max(prev.e-prev.s, cur.e-cur.s)) {
+				continue
+			}
+		}
+		addRun(stages[from:i])
+		from = i
+	}
 	g.SavingNS = g.SumNS - g.MaxNS
-	if g.Stages < 2 || len(g.Resources) < 2 || g.SavingNS <= 0 {
+	if g.Stages < 2 || g.SavingNS <= 0 {
 		return SerialGroup{}, false
 	}
 	return g, true

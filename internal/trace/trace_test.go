@@ -305,16 +305,34 @@ func TestSerial(t *testing.T) {
 				sp("b", "root", evidence.SpanKindClient, 20, 40, stock),
 				sp("c", "root", evidence.SpanKindClient, 45, 75, reviews),
 			},
-			[]SerialGroup{{ParentSpanID: "root", Calls: 3, Stages: 3, SumNS: 60 * ms, MaxNS: 30 * ms, SavingNS: 30 * ms,
-				Resources: []Resource{httpRes("GET http://price:80/price"), httpRes("GET http://stock:80/stock"), httpRes("GET http://reviews:80/reviews")}}}},
+			[]SerialGroup{{ParentSpanID: "root", Calls: 3, Stages: 3, Runs: 1, SumNS: 60 * ms, MaxNS: 30 * ms, SavingNS: 30 * ms,
+				Resources:  []Resource{httpRes("GET http://price:80/price"), httpRes("GET http://stock:80/stock"), httpRes("GET http://reviews:80/reviews")},
+				ResourceNS: []int64{10 * ms, 20 * ms, 30 * ms}}}},
 		{"a parallel pair then a third call",
 			[]evidence.Span{root(100),
 				sp("a", "root", evidence.SpanKindClient, 10, 30, price),
 				sp("b", "root", evidence.SpanKindClient, 12, 40, stock),
 				sp("c", "root", evidence.SpanKindClient, 50, 60, reviews),
 			},
-			[]SerialGroup{{ParentSpanID: "root", Calls: 3, Stages: 2, SumNS: 40 * ms, MaxNS: 30 * ms, SavingNS: 10 * ms,
-				Resources: []Resource{httpRes("GET http://price:80/price"), httpRes("GET http://stock:80/stock"), httpRes("GET http://reviews:80/reviews")}}}},
+			[]SerialGroup{{ParentSpanID: "root", Calls: 3, Stages: 2, Runs: 1, SumNS: 40 * ms, MaxNS: 30 * ms, SavingNS: 10 * ms,
+				Resources:  []Resource{httpRes("GET http://price:80/price"), httpRes("GET http://stock:80/stock"), httpRes("GET http://reviews:80/reviews")},
+				ResourceNS: []int64{20 * ms, 28 * ms, 10 * ms}}}},
+		{"two runs split by a long pause save within each run",
+			[]evidence.Span{root(200),
+				sp("a", "root", evidence.SpanKindClient, 0, 10, price),
+				sp("b", "root", evidence.SpanKindClient, 10, 30, stock),
+				sp("c", "root", evidence.SpanKindClient, 100, 110, reviews),
+				sp("d", "root", evidence.SpanKindClient, 111, 116, get("http://price:80/price?sku=2")),
+			},
+			[]SerialGroup{{ParentSpanID: "root", Calls: 4, Stages: 4, Runs: 2, SumNS: 45 * ms, MaxNS: 30 * ms, SavingNS: 15 * ms,
+				Resources:  []Resource{httpRes("GET http://price:80/price"), httpRes("GET http://stock:80/stock"), httpRes("GET http://reviews:80/reviews")},
+				ResourceNS: []int64{15 * ms, 20 * ms, 10 * ms}}}},
+		{"near miss: a pause longer than the calls between them is not a chain",
+			[]evidence.Span{root(200),
+				sp("a", "root", evidence.SpanKindClient, 0, 10, price),
+				sp("b", "root", evidence.SpanKindClient, 50, 60, stock),
+			},
+			nil},
 		{"near miss: siblings that overlap are not serial",
 			[]evidence.Span{root(100),
 				sp("a", "root", evidence.SpanKindClient, 10, 30, price),
@@ -469,6 +487,15 @@ func FuzzAnalyze(f *testing.F) {
 			req := AnalyzeTrace(tr)
 			checkCritical(t, req)
 			reqs = append(reqs, req)
+			Walk(tr.Root, func(n *Node) {
+				g, ok := SerialCalls(n)
+				if !ok {
+					return
+				}
+				if g.SavingNS <= 0 || g.SavingNS != g.SumNS-g.MaxNS || g.Stages < 2*g.Runs || g.Calls < g.Stages || len(g.ResourceNS) != len(g.Resources) {
+					t.Fatalf("inconsistent serial group %+v", g)
+				}
+			})
 		}
 		for _, ep := range Aggregate(reqs) {
 			var share float64
@@ -480,4 +507,59 @@ func FuzzAnalyze(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSerialCalls covers what SerialCalls adds to Request.Serial: a loop
+// over one route is serial (the commonest pattern), and a repeat of an
+// identical call is left out (it is redundant, not serial).
+func TestSerialCalls(t *testing.T) {
+	price := func(sku string) func(*evidence.Span) { return get("http://price:80/price?sku=" + sku) }
+	priceRes := []Resource{httpRes("GET http://price:80/price")}
+	cases := []struct {
+		name   string
+		spans  []evidence.Span
+		want   SerialGroup
+		wantOK bool
+	}{
+		{"a loop over items one at a time",
+			[]evidence.Span{root(100),
+				sp("a", "root", evidence.SpanKindClient, 0, 3, price("1")),
+				sp("b", "root", evidence.SpanKindClient, 3, 6, price("2")),
+				sp("c", "root", evidence.SpanKindClient, 6, 10, price("3")),
+			},
+			SerialGroup{ParentSpanID: "root", Resources: priceRes, ResourceNS: []int64{10 * ms}, Calls: 3, Stages: 3, Runs: 1, SumNS: 10 * ms, MaxNS: 4 * ms, SavingNS: 6 * ms}, true},
+		{"near miss: the same items at once",
+			[]evidence.Span{root(100),
+				sp("a", "root", evidence.SpanKindClient, 0, 3, price("1")),
+				sp("b", "root", evidence.SpanKindClient, 0, 4, price("2")),
+				sp("c", "root", evidence.SpanKindClient, 1, 4, price("3")),
+			},
+			SerialGroup{}, false},
+		{"near miss: the identical call repeated",
+			[]evidence.Span{root(100),
+				sp("a", "root", evidence.SpanKindClient, 0, 3, price("1")),
+				sp("b", "root", evidence.SpanKindClient, 3, 6, price("1")),
+			},
+			SerialGroup{}, false},
+		{"near miss: a single slow call",
+			[]evidence.Span{root(100),
+				sp("a", "root", evidence.SpanKindClient, 0, 90, price("1")),
+			},
+			SerialGroup{}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			traces := Assemble(c.spans)
+			if len(traces) != 1 {
+				t.Fatalf("assembled %d traces, want 1", len(traces))
+			}
+			got, ok := SerialCalls(traces[0].Root)
+			if ok != c.wantOK {
+				t.Fatalf("ok = %v, want %v (%+v)", ok, c.wantOK, got)
+			}
+			if diff := cmp.Diff(c.want, got); diff != "" {
+				t.Errorf("serial (-want +got):\n%s", diff)
+			}
+		})
+	}
 }
