@@ -68,7 +68,11 @@ func (c *realClock) sleepUntil(ctx context.Context, t time.Duration) {
 	}
 	if c.precise != nil && d > 0 && ctx.Err() == nil {
 		err := c.precise.waitUntil(t)
-		c.lastWake = c.now()
+		// The resolution spaces the wake-ups' targets, not their actual
+		// times: measured from a late wake-up, arrivals spaced exactly one
+		// resolution apart (1,000/s at 1 ms) would drift up to a whole
+		// resolution late, each wake-up a little later than the last.
+		c.lastWake = t
 		if err == nil {
 			return
 		}

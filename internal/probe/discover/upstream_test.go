@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chokepoint/chokepoint/internal/lowport"
+	"github.com/chokepoint/chokepoint/internal/testchild"
 )
 
 // Environment of the upstream test children.
@@ -163,31 +164,12 @@ func upstreamChild(role string) {
 // when the test ends.
 func startRole(t *testing.T, role string, args []string, env ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$"}, args...)...)
-	cmd.Env = append(append(os.Environ(), envChild+"="+role), env...)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
+	pid, line := testchild.Start(t, args, append([]string{envChild + "=" + role}, env...)...)
+	origin, ok := strings.CutPrefix(line, "ready ")
+	if !ok {
+		t.Fatalf("%s: %q", role, line)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	origin, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
-	if err != nil || !ok {
-		t.Fatalf("%s: %q, %v", role, line, err)
-	}
-	return origin, cmd.Process.Pid
+	return origin, pid
 }
 
 // hits is how many order requests the backend has served.

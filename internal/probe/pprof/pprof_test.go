@@ -1,14 +1,12 @@
 package pprof
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	httppprof "net/http/pprof"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	rtpprof "runtime/pprof"
@@ -25,6 +23,7 @@ import (
 	"github.com/chokepoint/chokepoint/internal/probe"
 	"github.com/chokepoint/chokepoint/internal/profilesum"
 	"github.com/chokepoint/chokepoint/internal/run"
+	"github.com/chokepoint/chokepoint/internal/testchild"
 )
 
 const thisPkg = "github.com/chokepoint/chokepoint/internal/probe/pprof."
@@ -134,30 +133,8 @@ func spin(d time.Duration) {
 // newTarget starts the child with the given extra environment.
 func newTarget(t *testing.T, env ...string) *target {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), envChild+"=1"), env...)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("child: %v", err)
-	}
-	return &target{url: strings.TrimSpace(line)}
+	_, url := testchild.Start(t, nil, append([]string{envChild + "=1"}, env...)...)
+	return &target{url: url}
 }
 
 // profileRequests asks the child how many CPU profiles it was asked for.

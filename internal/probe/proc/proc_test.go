@@ -22,6 +22,7 @@ import (
 	"github.com/chokepoint/chokepoint/internal/lowport"
 	"github.com/chokepoint/chokepoint/internal/probe"
 	"github.com/chokepoint/chokepoint/internal/run"
+	"github.com/chokepoint/chokepoint/internal/testchild"
 )
 
 const envChild = "CHOKEPOINT_PROC_TEST_CHILD" // "busy", "idle" or "parent": act as the watched process
@@ -110,30 +111,12 @@ func startChild(t *testing.T, mode string) int {
 // "ready" line after the first.
 func startChildLine(t *testing.T, mode string) (int, []string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChild+"="+mode)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	pid, line := testchild.Start(t, nil, envChild+"="+mode)
 	words := strings.Fields(line)
-	if err != nil || len(words) == 0 || words[0] != "ready" {
-		t.Fatalf("child: %q, %v", line, err)
+	if len(words) == 0 || words[0] != "ready" {
+		t.Fatalf("child: %q", line)
 	}
-	return cmd.Process.Pid, words[1:]
+	return pid, words[1:]
 }
 
 func collect(t *testing.T, cfg Config, d time.Duration) (*Probe, []evidence.ProcRecord) {
