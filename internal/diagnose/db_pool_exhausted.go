@@ -132,6 +132,14 @@ func (r dbPoolExhausted) Check(in *Input) Result {
 			}
 		}
 	}
+	// A target that uses all the CPU it can get holds its connections
+	// longer because their holders wait for a CPU: the pool fills as a
+	// symptom of the CPU limit, which a larger pool would not lift.
+	if sat, _, ok := cpuSaturation(in, focus); ok && sat.share >= cpuSaturated {
+		if bound, why := cpuBound(in, focus, sat); bound {
+			return Result{RuledOut: "the target is CPU-bound at the knee (" + why + "): its connections are held while their holders wait for a CPU, so the pool fills as a symptom"}
+		}
+	}
 	return Result{Findings: []Candidate{r.finding(in, focus, pool, agg, dbKnown, emptyShare, waitMS, baseWaitMS)}}
 }
 

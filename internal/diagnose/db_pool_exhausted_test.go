@@ -103,6 +103,22 @@ func TestPoolExhausted(t *testing.T) {
 				pgRunStep{rps: 8000, latencyMS: 900, failed: true, stmts: stmts, act: pgIdleSessions(16), metrics: fam(16, 0, 16, 6000, 5500, 4)},
 			)
 		}(), "held only for fast statements"},
+		{"the target is CPU-bound: the pool fills as a symptom", func() *Input {
+			in := pgPoolRun(pgPoolFamilies["pgxpool"], 2, 2, 3, pgIdleSessions(2))
+			for _, st := range in.Steps {
+				cpu := 0.1
+				if !st.MetSLO {
+					cpu = 1.9 // of the 2 cores, the generator using 0.05
+				}
+				for t := st.StartMS + 1000; t <= st.EndMS; t += 1000 {
+					in.Proc = append(in.Proc,
+						evidence.ProcRecord{T: t, Role: evidence.RoleTarget, PID: 10, IntervalMS: 1000, Process: &evidence.ProcessSample{Name: "shop", CPUCores: cpu}},
+						evidence.ProcRecord{T: t, Role: evidence.RoleLoadgen, PID: 11, IntervalMS: 1000, Process: &evidence.ProcessSample{Name: "chokepoint", CPUCores: 0.05}},
+						evidence.ProcRecord{T: t, Role: evidence.RoleMachine, IntervalMS: 1000, Machine: &evidence.MachineSample{Cores: 2, CPUBusy: min(1, (cpu+0.05)/2)}})
+				}
+			}
+			return in
+		}(), "the target is CPU-bound at the knee"},
 		{"no pool metrics", pgPoolRun(func(float64, float64, float64, float64, float64, float64) []evidence.MetricSample {
 			return []evidence.MetricSample{pgGauge("go_goroutines", 40), pgGauge("process_open_fds", 12), pgGauge("http_server_active_connections", 30)}
 		}, 2, 2, 3, pgIdleSessions(2)), "could not check: the target exports no connection-pool metrics"},
