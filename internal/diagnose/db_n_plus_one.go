@@ -86,8 +86,21 @@ func (r nPlusOne) Check(in *Input) Result {
 		return Result{RuledOut: fmt.Sprintf("no request runs one statement %d or more times with different parameters (%d requests traced at the knee)", trace.NPlusOneMinCalls, focus.requests)}
 	}
 	p, ep := best.p, best.ep
+	// Another bottleneck can own most of the time at the knee and mask a
+	// lesser problem there; at low load nothing queues, so the calls'
+	// share of latency there decides whether it is worth naming (then
+	// never as what limits capacity).
+	atLow := false
 	if best.impact < nPlusOneMinShare {
-		return Result{RuledOut: fmt.Sprintf("%s runs %q %.0f times per request, but those calls are %s of request latency at the knee, below %s", ep.Endpoint, p.Resource.Name, p.MeanCount, pct(best.impact), pct(nPlusOneMinShare))}
+		low, ok := nPlusOneShareAt(v.base, ep.Endpoint, p.Resource)
+		if !ok || low < nPlusOneMinShare {
+			return Result{RuledOut: fmt.Sprintf("%s runs %q %.0f times per request, but those calls are %s of request latency at the knee, below %s", ep.Endpoint, p.Resource.Name, p.MeanCount, pct(best.impact), pct(nPlusOneMinShare))}
+		}
+		best.impact, atLow = low, true
+	}
+	where := "at the knee"
+	if atLow {
+		where = "at low load"
 	}
 
 	q := p.Resource.Name
@@ -103,11 +116,11 @@ func (r nPlusOne) Check(in *Input) Result {
 	perCall := (p.MeanTimeMS + overPerReq) / p.MeanCount
 	f := report.Finding{
 		Kind:   r.Kind(),
-		Title:  fmt.Sprintf("%s runs %s %.0f times per request (n+1): %s of its latency at the knee", ep.Endpoint, trShortQuery(q), count, pct(best.impact)),
+		Title:  fmt.Sprintf("%s runs %s %.0f times per request (n+1): %s of its latency %s", ep.Endpoint, trShortQuery(q), count, pct(best.impact), where),
 		Impact: round3(best.impact),
 		Locus:  report.Locus{Endpoint: ep.Endpoint, Query: q},
 		Evidence: []report.Evidence{
-			{Source: "otlp", What: "share of request latency at the knee in the repeated statement", Value: round3(best.impact), Unit: "ratio"},
+			{Source: "otlp", What: "share of request latency " + where + " in the repeated statement", Value: round3(best.impact), Unit: "ratio"},
 			{Source: "otlp", What: "calls of the statement per affected request", Value: round1(p.MeanCount), Unit: "calls"},
 			{Source: "otlp", What: "mean time per call, with its wait for a connection", Value: round3(perCall), Unit: "ms"},
 			{Source: "otlp", What: "time in the calls per affected request", Value: round3(p.MeanTimeMS), Unit: "ms"},
@@ -149,6 +162,7 @@ func (r nPlusOne) Check(in *Input) Result {
 	f.Confidence = round3(min(conf, confCeiling))
 
 	limiting, ofService := patternLimiting(in, v.focusStep, tracedPerReq*perCall)
+	limiting = limiting && !atLow
 	if ofService > 0 {
 		f.Evidence = append(f.Evidence, report.Evidence{Source: "loadgen", What: "share of the mean service time at the knee in the repeated statement", Value: round3(ofService), Unit: "ratio"})
 	}
@@ -246,6 +260,19 @@ func (r nPlusOne) fromStatements(in *Input, noTraces string) Result {
 func trHasStatements(st *stepTraces) bool { return st != nil && len(st.statements) > 0 }
 
 // trNPlusOneOf returns an endpoint's n+1 pattern of a resource, or nil.
+// nPlusOneShareAt is the share of all traced request time in a step that
+// the repeated statement r of endpoint took (with its connection waits).
+func nPlusOneShareAt(st *stepTraces, endpoint string, r trace.Resource) (float64, bool) {
+	if st == nil || st.totalMS <= 0 || st.requests < traceMinRequests {
+		return 0, false
+	}
+	bp := trNPlusOneOf(st.endpoint(endpoint), r)
+	if bp == nil {
+		return 0, false
+	}
+	return clamp01((bp.MeanTimeMS*float64(bp.Requests) + st.overheadMS[endpoint][r]) / st.totalMS), true
+}
+
 func trNPlusOneOf(ep *trace.EndpointStats, r trace.Resource) *trace.PatternStats {
 	if ep == nil {
 		return nil
