@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -305,10 +306,7 @@ func (t *h1Transport) reset() {
 // recently used first.
 func (t *h1Transport) trimIdle(keep int) {
 	t.mu.Lock()
-	origins := make([]*h1Origin, 0, len(t.origins))
-	for _, o := range t.origins {
-		origins = append(origins, o)
-	}
+	origins := slices.Collect(maps.Values(t.origins))
 	t.mu.Unlock()
 	for _, o := range origins {
 		o.mu.Lock()

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -145,10 +147,7 @@ func (p *poller) close() {
 	p.f.Close()
 	<-p.done
 	p.mu.Lock()
-	conns := make([]*pollConn, 0, len(p.conns))
-	for _, c := range p.conns {
-		conns = append(conns, c)
-	}
+	conns := slices.Collect(maps.Values(p.conns))
 	p.mu.Unlock()
 	for _, c := range conns {
 		c.Close()
