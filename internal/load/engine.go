@@ -300,6 +300,7 @@ type runState struct {
 	// trim, when set, lets surplus workers and idle connections go after
 	// a window whose peak of requests in flight was peak (open model).
 	trim    atomic.Pointer[func(peak int64)]
+	closed  *closedState // closed model only
 	workers sync.WaitGroup
 	result  *Result
 }
@@ -330,6 +331,12 @@ func (rs *runState) run(ctx context.Context) *Result {
 	}
 	rs.sendEnd.Store(int64(max(sent, 1)))
 	rs.drain(ctx)
+	if h1, ok := e.tr.(*h1Transport); ok {
+		h1.looped.Store(false) // the closed model's event loops are done
+	}
+	if rs.closed != nil {
+		rs.result.looped = rs.closed.looped.Load()
+	}
 	rs.endOff = rs.since()
 	close(rs.finished)
 	<-rotated
@@ -445,30 +452,23 @@ func (rs *runState) runOpen(ctx context.Context) time.Duration {
 // runClosed runs the closed model: each user sends its next request when
 // the previous one is answered. It returns how long it sent.
 func (rs *runState) runClosed(ctx context.Context) time.Duration {
-	var stop atomic.Bool
-	var started atomic.Int64
-	maxReq := rs.bound.MaxRequests
+	cs := &closedState{rs: rs, maxReq: rs.bound.MaxRequests}
+	rs.closed = cs
+	loops := rs.newClosedLoops(cs)
 	all := make(chan struct{})
-	var users sync.WaitGroup
 	for i := range rs.sched.Users() {
 		w := rs.newWorker(i)
-		users.Add(1)
+		cs.users.Add(1)
 		rs.workers.Add(1)
 		go func() {
 			defer rs.workers.Done()
-			defer users.Done()
-			for !stop.Load() {
-				if maxReq > 0 && started.Add(1) > maxReq {
-					return
-				}
-				rs.rec.arrivals.Add(1)
-				rs.rec.startRequest()
-				w.one(rs.since())
+			if !cs.user(w, loops) {
+				cs.users.Done()
 			}
 		}()
 	}
 	go func() {
-		users.Wait()
+		cs.users.Wait()
 		close(all)
 	}()
 	timer := time.NewTimer(rs.bound.Duration - rs.since())
@@ -478,8 +478,48 @@ func (rs *runState) runClosed(ctx context.Context) time.Duration {
 	case <-ctx.Done():
 	case <-all:
 	}
-	stop.Store(true)
+	cs.stop.Store(true)
+	for _, l := range loops {
+		l.wake()
+	}
 	return min(rs.since(), rs.bound.Duration)
+}
+
+// closedState is what a closed-model run's users share.
+type closedState struct {
+	rs      *runState
+	maxReq  int64
+	stop    atomic.Bool
+	started atomic.Int64
+	users   sync.WaitGroup // one per user until it has ended
+	looped  atomic.Int64   // answers read by event loops (tests)
+}
+
+// next reports whether a user may send another request, and counts it.
+func (cs *closedState) next() bool {
+	if cs.stop.Load() {
+		return false
+	}
+	if cs.maxReq > 0 && cs.started.Add(1) > cs.maxReq {
+		return false
+	}
+	cs.rs.rec.arrivals.Add(1)
+	cs.rs.rec.startRequest()
+	return true
+}
+
+// user runs one closed-model user on its own goroutine until the run stops
+// or, when there are event loops, until it holds a connection a loop can
+// drive (see closedLoop): then it hands itself over and reports true (the
+// loop ends the user: cs.users), else false.
+func (cs *closedState) user(w *worker, loops []*closedLoop) bool {
+	for cs.next() {
+		w.one(cs.rs.since())
+		if len(loops) > 0 && loops[w.id%len(loops)].join(w) {
+			return true
+		}
+	}
+	return false
 }
 
 // drain waits for the requests in flight: for as long as they take (each
@@ -526,15 +566,27 @@ func (rs *runState) newWorker(id int) *worker {
 
 // one sends the next request for an arrival intended at offset intended.
 func (w *worker) one(intended time.Duration) {
+	w.gen.Next(&w.req)
+	w.send(intended)
+}
+
+// send sends w.req, generated for an arrival intended at offset intended.
+func (w *worker) send(intended time.Duration) {
+	sent := w.rs.since()
+	status, in, out, err := w.cl.do(&w.req)
+	w.finish(intended, sent, status, in, out, err, w.cl.rxEnd())
+}
+
+// finish records the outcome of w.req, intended at offset intended and sent
+// at offset sent; rx is the kernel's receive time of the answer's end
+// (Unix nanoseconds), 0 when unknown.
+func (w *worker) finish(intended, sent time.Duration, status int, in, out int64, err error, rx int64) {
 	rs := w.rs
 	rec := rs.rec
-	w.gen.Next(&w.req)
-	sent := rs.since()
-	status, in, out, err := w.cl.do(&w.req)
 	now := time.Now()
 	read := now.Sub(rs.start)
 	done := read
-	if rx := w.cl.rxEnd(); rx > 0 {
+	if rx > 0 {
 		// The answer was complete this long before it was read; both
 		// readings are of the wall clock, taken microseconds apart, so
 		// no clock step or drift between the clocks enters.

@@ -37,6 +37,7 @@ type h1Transport struct {
 	conns   map[*h1Conn]struct{} // every open connection, for abort
 	aborted atomic.Bool
 	gate    atomic.Pointer[readGate] // set during open-model runs that may defer reads
+	looped  atomic.Bool              // set during closed-model runs with event loops (closedLoop)
 	poll    *poller                  // private epoll set for pollConns, made on first use (mu)
 	noPoll  bool                     // no poller: never try again (mu)
 	ctx     context.Context          // cancelled by abort (stops dials)
@@ -91,7 +92,8 @@ type h1Client struct {
 	t       *h1Transport
 	lastKey string
 	last    *h1Origin
-	rxLast  int64 // see h1Conn.rxEnd, for the last do
+	rxLast  int64   // see h1Conn.rxEnd, for the last do
+	lastPut *h1Conn // the connection the last do left idle, nil if none
 }
 
 func (t *h1Transport) newClient() client { return &h1Client{t: t} }
@@ -176,6 +178,7 @@ func (c *h1Client) do(r *scenario.Request) (status int, in, out int64, err error
 	}
 	o := c.origin(key, authority, secure)
 	c.rxLast = 0
+	c.lastPut = nil
 	deadline := time.Now().Add(c.t.timeout)
 	for attempt := 0; ; attempt++ {
 		conn, err := c.t.get(o, deadline, attempt > 0)
@@ -189,6 +192,7 @@ func (c *h1Client) do(r *scenario.Request) (status int, in, out int64, err error
 		}
 		if err == nil && reusable {
 			c.t.put(conn)
+			c.lastPut = conn
 			return status, in, out, nil
 		}
 		c.t.closeConn(conn)
@@ -271,6 +275,21 @@ func (t *h1Transport) put(c *h1Conn) {
 	o.mu.Unlock()
 }
 
+// reclaim takes c out of its origin's idle connections; false if another
+// request took it meanwhile.
+func (t *h1Transport) reclaim(c *h1Conn) bool {
+	o := c.origin
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i := len(o.idle) - 1; i >= 0; i-- {
+		if o.idle[i] == c {
+			o.idle = slices.Delete(o.idle, i, i+1)
+			return true
+		}
+	}
+	return false
+}
+
 func (t *h1Transport) closeConn(c *h1Conn) {
 	t.mu.Lock()
 	delete(t.conns, c)
@@ -335,11 +354,8 @@ const deadlineSlackDivisor = 64
 // the connection failed before any byte of a response came back.
 func (c *h1Conn) exchange(t *h1Transport, r *scenario.Request, uri string, deadline time.Time) (status int, in, out int64, reusable, stale bool, err error) {
 	c.rxEnd = 0
-	if deadline.After(c.deadline.Add(t.timeout/deadlineSlackDivisor)) || deadline.Before(c.deadline) {
-		if err := c.nc.SetDeadline(deadline); err != nil {
-			return 0, 0, 0, false, true, err
-		}
-		c.deadline = deadline
+	if err := c.setDeadline(t, deadline); err != nil {
+		return 0, 0, 0, false, true, err
 	}
 	if t.aborted.Load() {
 		return 0, 0, 0, false, false, errAborted
@@ -355,21 +371,40 @@ func (c *h1Conn) exchange(t *h1Transport, r *scenario.Request, uri string, deadl
 		}
 		c.rx.rxStamp() // forget what came before
 	}
-	h, started, err := readHead(c.br)
-	in = h.headBytes
+	status, in, reusable, started, err := readResponse(c.br, r.Method == "HEAD", t.maxBody)
 	if err != nil {
-		return 0, in, out, false, !started, err
-	}
-	n, reusable, err := readBody(c.br, h, r.Method == "HEAD", t.maxBody)
-	in += n
-	if err != nil {
-		return h.status, in, out, false, false, err
+		return status, in, out, false, !started, err
 	}
 	c.used = true
 	if stamped {
 		c.rxEnd = c.rx.rxStamp()
 	}
-	return h.status, in, out, reusable, false, nil
+	return status, in, out, reusable, false, nil
+}
+
+// setDeadline gives the connection the request's deadline, or keeps the
+// one it has when that is at most 1/deadlineSlackDivisor of the timeout
+// earlier (see deadlineSlackDivisor).
+func (c *h1Conn) setDeadline(t *h1Transport, deadline time.Time) error {
+	if deadline.After(c.deadline.Add(t.timeout/deadlineSlackDivisor)) || deadline.Before(c.deadline) {
+		if err := c.nc.SetDeadline(deadline); err != nil {
+			return err
+		}
+		c.deadline = deadline
+	}
+	return nil
+}
+
+// readResponse reads one response (head and body) from br. started reports
+// whether any byte of it was read.
+func readResponse(br *bufio.Reader, head bool, maxBody int64) (status int, in int64, reusable, started bool, err error) {
+	h, started, err := readHead(br)
+	in = h.headBytes
+	if err != nil {
+		return 0, in, false, started, err
+	}
+	n, reusable, err := readBody(br, h, head, maxBody)
+	return h.status, in + n, reusable && err == nil, true, err
 }
 
 // writeRequest writes r in one write. Host comes from the URL unless a Host

@@ -41,8 +41,11 @@ func protoErr(format string, args ...any) error {
 // informational responses. started reports whether any byte was read (a
 // connection that fails before any byte is merely stale).
 func readHead(br *bufio.Reader) (h respHead, started bool, err error) {
+	var skipped int64 // bytes of the informational heads before
 	for range max1xx + 1 {
 		h, err = readOneHead(br, &started)
+		h.headBytes += skipped
+		skipped = h.headBytes
 		if err != nil {
 			return h, started, err
 		}

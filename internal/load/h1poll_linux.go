@@ -11,11 +11,11 @@ import (
 
 // pollerFor returns the transport's private poller when a connection to o
 // should be a pollConn: plain TCP during an open-model run whose workers
-// may wait at the read gate. Otherwise (TLS, closed model, a capped number
-// of connections, or no poller on this system) it returns nil and the
-// connection is an ordinary net.Conn.
+// may wait at the read gate, or a closed-model run with event loops.
+// Otherwise (TLS, a capped number of connections, or no poller on this
+// system) it returns nil and the connection is an ordinary net.Conn.
 func (t *h1Transport) pollerFor(o *h1Origin) *poller {
-	if o.serverName != "" || t.gate.Load() == nil {
+	if o.serverName != "" || (t.gate.Load() == nil && !t.looped.Load()) {
 		return nil
 	}
 	t.mu.Lock()

@@ -315,6 +315,33 @@ func (c *pollConn) Read(b []byte) (int, error) {
 		if c.p.expired(c.deadline.Load()) {
 			return 0, c.opErr("read", errPollTimeout)
 		}
+		n, err := c.recv(b)
+		switch err {
+		case nil:
+			return n, nil
+		case unix.EAGAIN:
+			if err := c.await(unix.EPOLLIN, nil); err != nil {
+				return 0, c.opErr("read", err)
+			}
+		default:
+			return 0, c.readErr(err)
+		}
+	}
+}
+
+// readErr is what Read returns for recv's error err.
+func (c *pollConn) readErr(err error) error {
+	if err == io.EOF {
+		return err
+	}
+	return c.opErr("read", os.NewSyscallError("recvmsg", err))
+}
+
+// recv reads what is there into b without waiting: unix.EAGAIN when
+// nothing is, io.EOF at the end, other errors as recvmsg's errno. It keeps
+// the data's receive timestamp.
+func (c *pollConn) recv(b []byte) (int, error) {
+	for {
 		n, oobn, _, _, err := unix.Recvmsg(c.fd, b, c.oob[:], 0)
 		switch err {
 		case nil:
@@ -329,13 +356,8 @@ func (c *pollConn) Read(b []byte) (int, error) {
 			return n, nil
 		case unix.EINTR:
 			continue
-		case unix.EAGAIN:
-			if err := c.await(unix.EPOLLIN, nil); err != nil {
-				return 0, c.opErr("read", err)
-			}
-		default:
-			return 0, c.opErr("read", os.NewSyscallError("recvmsg", err))
 		}
+		return 0, err
 	}
 }
 

@@ -158,7 +158,8 @@ func TestPollConnDialErrors(t *testing.T) {
 }
 
 // Open-model runs use pollConns (and the read gate) unless connections are
-// capped; closed-model runs and capped ones use ordinary connections.
+// capped; closed-model runs use them for their event loops; capped
+// open-model runs use ordinary connections.
 func TestPollConnsOnlyWhereReadsMayWait(t *testing.T) {
 	srv := lowport.NewServer(t, http.HandlerFunc(okHandler))
 	tests := []struct {
@@ -169,7 +170,7 @@ func TestPollConnsOnlyWhereReadsMayWait(t *testing.T) {
 	}{
 		{name: "open", cfg: Config{}, sched: Constant(2000), poll: true},
 		{name: "open, capped connections", cfg: Config{Connections: 4}, sched: Constant(2000), poll: false},
-		{name: "closed", cfg: Config{}, sched: Closed(2), poll: false},
+		{name: "closed", cfg: Config{}, sched: Closed(2), poll: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -30,6 +30,7 @@ type Result struct {
 	Interrupted bool // ctx was cancelled: the result is partial
 	Endpoints   []*EndpointStats
 	lag         *hdr.Histogram
+	looped      int64 // answers read by the closed model's event loops
 }
 
 func newResult(names []string) *Result {
