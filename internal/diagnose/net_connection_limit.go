@@ -38,6 +38,13 @@ const (
 	// netMinLimit: a connection cap estimated below 1.5 connections in
 	// service is a starved target, not a measured cap; it is left out.
 	netMinLimit = 1.5
+	// netFrontIdleCores: the process that loses the connections uses less
+	// CPU than this at the knee. A process that refuses connections
+	// because it is overloaded is CPU-bound, at least one core busy (a
+	// single-threaded event loop, such as one nginx worker, saturates at
+	// one core); below half a core it is refusing them by a cap or a
+	// limit, which is what this finding names.
+	netFrontIdleCores = 0.5
 )
 
 type netConnectionLimit struct{}
@@ -205,6 +212,12 @@ func (r netConnectionLimit) Check(in *Input) Result {
 	if c.fdSig {
 		conf += 0.2
 		f.Evidence = append(f.Evidence, report.Evidence{Source: "proc", What: "target's open descriptors against its limit at the knee", Value: round3(c.fds / c.fdLimit), Unit: "ratio"})
+	}
+	if front := netFront(in, focus); front.N > 0 && front.CPUCores < netFrontIdleCores {
+		// Connections lost while the process taking them idles: a cap,
+		// not an overload.
+		conf += 0.1
+		f.Evidence = append(f.Evidence, report.Evidence{Source: "proc", What: fmt.Sprintf("CPU of %s, which takes the connections, at the knee (below %.1f: not overloaded, refusing by a limit)", front.Name, netFrontIdleCores), Value: round3(front.CPUCores), Unit: "cores"})
 	}
 	// The limit: a descriptor limit is known; a connection cap is the
 	// target's in-service concurrency by Little's law.

@@ -148,13 +148,24 @@ func (l *closedLoop) join(w *worker) bool {
 		return false
 	}
 	l.joins = append(l.joins, &loopUser{w: w, c: c, pc: c.rx})
+	l.kick()
 	l.mu.Unlock()
-	l.wake()
 	return true
 }
 
-// wake makes the loop look at its joins and the stop flag.
+// wake makes the loop look at its joins and the stop flag, unless it has
+// ended.
 func (l *closedLoop) wake() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.kick()
+	}
+}
+
+// kick writes the loop's eventfd; l.mu is held and the loop has not ended
+// (it closes the eventfd under l.mu, so the descriptor is still its own).
+func (l *closedLoop) kick() {
 	var one = [8]byte{1}
 	unix.Write(l.efd, one[:]) // a full counter still wakes: nothing to do on error
 }
@@ -162,10 +173,7 @@ func (l *closedLoop) wake() {
 func (l *closedLoop) run() {
 	rs := l.cs.rs
 	defer rs.workers.Done()
-	defer func() {
-		unix.Close(l.epfd)
-		unix.Close(l.efd)
-	}()
+	defer unix.Close(l.epfd)
 	var evs [128]unix.EpollEvent
 	l.scanAt = time.Now().Add(loopScan)
 	for {
@@ -173,6 +181,7 @@ func (l *closedLoop) run() {
 			l.mu.Lock()
 			if len(l.joins) == 0 {
 				l.closed = true
+				unix.Close(l.efd)
 				l.mu.Unlock()
 				return
 			}
