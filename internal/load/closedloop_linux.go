@@ -60,6 +60,7 @@ type loopUser struct {
 	busy     bool          // a request is in flight
 	intended time.Duration // of the request in flight
 	sent     time.Duration
+	deadline time.Time // the request's, for a retry
 	out      int64
 	acc      []byte // the answer's bytes read so far
 }
@@ -245,6 +246,7 @@ func (l *closedLoop) adopt() {
 			u.slot = len(l.users)
 			l.users = append(l.users, u)
 		}
+		u.pc.noWait = true
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(u.slot)}
 		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, u.pc.fd, &ev); err != nil {
 			l.remove(u, false)
@@ -259,6 +261,7 @@ func (l *closedLoop) adopt() {
 // remove takes u out of the loop; registered says whether its socket is
 // in the epoll set.
 func (l *closedLoop) remove(u *loopUser, registered bool) {
+	u.pc.noWait = false
 	if registered {
 		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, u.pc.fd, nil)
 	}
@@ -293,32 +296,39 @@ func (l *closedLoop) send(u *loopUser) {
 		return
 	}
 	w.gen.Next(&w.req)
-	intended := l.cs.rs.since()
+	// Requests the loop does not send go from a goroutine, timed from
+	// when it starts them (as the goroutine path times its own).
 	handBack := func() {
 		l.remove(u, true)
 		l.t.put(u.c)
-		l.resume(u, func() { w.send(intended) })
+		l.resume(u, func() { w.send(l.cs.rs.since()) })
 	}
 	key, _, uri, secure, err := splitURL(w.req.URL)
 	if err != nil || secure || key != u.c.origin.key || len(w.req.Body) > loopMaxBody {
 		handBack()
 		return
 	}
-	if err := u.c.setDeadline(t, time.Now().Add(t.timeout)); err != nil {
+	intended := l.cs.rs.since()
+	deadline := time.Now().Add(t.timeout)
+	if err := u.c.setDeadline(t, deadline); err != nil {
 		handBack()
 		return
 	}
 	u.pc.rxStamp() // forget what came before
 	out, err := u.c.writeRequest(&w.req, uri, t.ua)
 	if err != nil {
-		// As the goroutine path does with a connection that fails before
-		// any answer: another try on a fresh connection.
+		// The connection failed before any answer, or its send buffer is
+		// full (the loop does not wait: pollConn.noWait): as the
+		// goroutine path does, another try on a fresh connection.
 		l.remove(u, true)
 		t.closeConn(u.c)
-		l.resume(u, func() { w.send(intended) })
+		l.resume(u, func() {
+			status, in, out, err := w.cl.(*h1Client).retryStale(&w.req, deadline)
+			w.finish(intended, intended, status, in, out, err, w.cl.rxEnd())
+		})
 		return
 	}
-	u.intended, u.sent, u.out = intended, intended, out
+	u.intended, u.sent, u.out, u.deadline = intended, intended, out, deadline
 	u.acc = u.acc[:0]
 	u.busy = true
 }
@@ -326,6 +336,13 @@ func (l *closedLoop) send(u *loopUser) {
 // readable reads what arrived for u and, once the answer is complete,
 // records it and sends the next request.
 func (l *closedLoop) readable(u *loopUser) {
+	if u.pc.p.expired(u.pc.deadline.Load()) {
+		// Past the deadline: a timeout, however complete the answer (as
+		// pollConn.Read checks before reading); the goroutine path
+		// records it.
+		l.finishOnGoroutine(u, u.c.nc, true)
+		return
+	}
 	if len(u.acc) == cap(u.acc) {
 		if cap(u.acc) >= loopMaxBuffered {
 			l.finishOnGoroutine(u, u.c.nc, true)
@@ -395,7 +412,7 @@ func (l *closedLoop) finishOnGoroutine(u *loopUser, rest io.Reader, registered b
 	l.remove(u, registered)
 	t, w, c := l.t, u.w, u.c
 	c.br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(u.acc)), rest), readBufSize)
-	intended, sent, out := u.intended, u.sent, u.out
+	intended, sent, out, deadline := u.intended, u.sent, u.out, u.deadline
 	l.resume(u, func() {
 		status, in, reusable, started, err := readResponse(c.br, w.req.Method == "HEAD", t.maxBody)
 		rx := c.rx.rxStamp()
@@ -414,7 +431,7 @@ func (l *closedLoop) finishOnGoroutine(u *loopUser, rest io.Reader, registered b
 			// Stale (closed before any byte of an answer, not timed out):
 			// the goroutine path tries once more on a fresh connection,
 			// still timed from the first send.
-			status, in, out, err = w.cl.do(&w.req)
+			status, in, out, err = w.cl.(*h1Client).retryStale(&w.req, deadline)
 			rx = w.cl.rxEnd()
 		}
 		w.finish(intended, sent, status, in, out, err, rx)

@@ -203,3 +203,27 @@ func TestClosedLoopInterrupted(t *testing.T) {
 		t.Errorf("interrupted %v, requests %d (want %d), canceled %d, looped %d", res.Interrupted, res.Requests(), answered, res.Canceled, res.looped)
 	}
 }
+
+// An answer that comes after the request's deadline is a timeout, in a loop
+// as on the goroutine path, however complete it is when read.
+func TestClosedLoopLateAnswersTimeOut(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	small := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	u := rawServer(t, func(n int64) []byte {
+		if n%3 == 2 {
+			time.Sleep(timeout + 5*time.Millisecond) // server behaviour: answers just late
+		}
+		return small
+	}, nil)
+	e := newEngine(t, Config{Source: urls(t, u), Timeout: timeout})
+	// One user: its first request goes from a goroutine, then it joins a
+	// loop, which reads the next answer and meets the late one.
+	res := mustRun(t, e, Closed(1), Bound{Duration: time.Minute, MaxRequests: 9}, nil)
+	tot := res.Total()
+	if tot.Requests != 9 || tot.Classes[ClassTimeout] != 3 || tot.Classes[ClassNone] != 6 {
+		t.Fatalf("requests %d, classes %v: want 9, the 3 late ones timeouts", tot.Requests, tot.ErrorsByClass())
+	}
+	if res.looped == 0 {
+		t.Errorf("no answer read by an event loop")
+	}
+}

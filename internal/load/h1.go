@@ -172,6 +172,18 @@ func (c *h1Client) rxEnd() int64 { return c.rxLast }
 // to have been closed by the server (nothing read back) is retried once on
 // a fresh one, as browsers and net/http do.
 func (c *h1Client) do(r *scenario.Request) (status int, in, out int64, err error) {
+	return c.attempt(r, time.Now().Add(c.t.timeout), 0)
+}
+
+// retryStale is do's second attempt, on a fresh connection within the
+// first's deadline, for a request whose connection turned out stale
+// elsewhere (a closed-model event loop).
+func (c *h1Client) retryStale(r *scenario.Request, deadline time.Time) (status int, in, out int64, err error) {
+	return c.attempt(r, deadline, 1)
+}
+
+// attempt runs do from attempt first (0, or 1 for the retry).
+func (c *h1Client) attempt(r *scenario.Request, deadline time.Time, first int) (status int, in, out int64, err error) {
 	key, authority, uri, secure, err := splitURL(r.URL)
 	if err != nil {
 		return 0, 0, 0, err
@@ -179,8 +191,7 @@ func (c *h1Client) do(r *scenario.Request) (status int, in, out int64, err error
 	o := c.origin(key, authority, secure)
 	c.rxLast = 0
 	c.lastPut = nil
-	deadline := time.Now().Add(c.t.timeout)
-	for attempt := 0; ; attempt++ {
+	for attempt := first; ; attempt++ {
 		conn, err := c.t.get(o, deadline, attempt > 0)
 		if err != nil {
 			return 0, 0, 0, err

@@ -2,6 +2,7 @@ package load
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -47,7 +48,14 @@ type pollConn struct {
 	// turn timestamping on late); the connection is then read at once,
 	// never at the read gate, whose wait would enter the latency.
 	unstamped bool
+	// noWait: a write that would block fails with errWouldBlock instead
+	// of waiting (set while a closed-model event loop drives the
+	// connection: one full send buffer must not stall its other users).
+	noWait bool
 }
+
+// errWouldBlock is a write refused by a noWait connection.
+var errWouldBlock = errors.New("send buffer full")
 
 // poller is a transport's private epoll set and the goroutine that turns
 // its events into pollConn wake-ups.
@@ -392,6 +400,9 @@ func (c *pollConn) Write(b []byte) (int, error) {
 			written += n
 		case unix.EINTR:
 		case unix.EAGAIN:
+			if c.noWait {
+				return written, c.opErr("write", errWouldBlock)
+			}
 			if err := c.await(unix.EPOLLOUT, nil); err != nil {
 				return written, c.opErr("write", err)
 			}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,6 +58,26 @@ func pollPair(t *testing.T) (*pollConn, net.Conn) {
 // adding the wait to the latency.
 func TestPollConnReceiveTimestamp(t *testing.T) {
 	c, srv := pollPair(t)
+	// The kernel turns receive timestamps on for the whole system a
+	// moment after the first socket asks for them (a deferred static
+	// key): until then data arrives unstamped. Exchange a byte until one
+	// comes stamped.
+	one := make([]byte, 1)
+	for i := 0; ; i++ {
+		if _, err := srv.Write(one); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Read(one); err != nil {
+			t.Fatal(err)
+		}
+		if c.rxStamp() != 0 {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("no receive timestamp after 1000 exchanges")
+		}
+		runtime.Gosched()
+	}
 	before := time.Now().UnixNano()
 	if _, err := srv.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")); err != nil {
 		t.Fatal(err)
