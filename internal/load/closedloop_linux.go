@@ -66,9 +66,12 @@ type loopUser struct {
 }
 
 const (
-	// loopMaxBuffered bounds the bytes of one answer a loop buffers; a
-	// longer answer is finished on a goroutine (which streams it).
-	loopMaxBuffered = 64 << 10
+	// loopMaxBuffered bounds the bytes of one answer a loop buffers (each
+	// user keeps its buffer); a longer answer is finished on a goroutine,
+	// which streams it through its connection's read buffer of the same
+	// size, so a user in a loop never holds more memory than one on a
+	// goroutine.
+	loopMaxBuffered = readBufSize
 	// loopMaxBody: requests with a larger body are sent from a goroutine
 	// (their write may have to wait for the server to read).
 	loopMaxBody = 16 << 10
