@@ -319,6 +319,15 @@ func (l *closedLoop) send(u *loopUser) {
 	}
 	u.pc.rxStamp() // forget what came before
 	out, err := u.c.writeRequest(&w.req, uri, t.ua)
+	if errors.Is(err, errBadRequest) {
+		// Refused before a byte was written (the scenario's request
+		// cannot be sent): recorded as the goroutine path records it,
+		// the connection intact.
+		l.remove(u, true)
+		t.put(u.c)
+		l.resume(u, func() { w.finish(intended, intended, 0, 0, out, err, 0) })
+		return
+	}
 	if err != nil {
 		// The connection failed before any answer, or its send buffer is
 		// full (the loop does not wait: pollConn.noWait): as the
