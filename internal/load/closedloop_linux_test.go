@@ -166,6 +166,8 @@ func TestClosedLoopTimeouts(t *testing.T) {
 	res := mustRun(t, e, Closed(2), Bound{Duration: time.Minute, MaxRequests: 30}, nil)
 	tot := res.Total()
 	if tot.Requests != 30 || tot.Classes[ClassTimeout] != 3 || tot.Classes[ClassNone] != 27 {
+		mu.Lock()
+		defer mu.Unlock()
 		t.Fatalf("requests %d, classes %v: want 30, 3 timeouts (server: %v)", tot.Requests, tot.ErrorsByClass(), served)
 	}
 	if res.looped == 0 {

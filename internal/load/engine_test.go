@@ -505,6 +505,8 @@ requests:
 	if names["create order"] == 0 || names["override host"] == 0 {
 		t.Errorf("endpoints %v", names)
 	}
+	mu.Lock() // the handlers' writes are not ordered before this by the run
+	defer mu.Unlock()
 	for _, s := range got {
 		if s.auth != "Bearer t0k" || !strings.HasPrefix(s.ua, "chokepoint/") {
 			t.Fatalf("request %+v: default headers missing", s)
