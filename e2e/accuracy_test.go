@@ -56,6 +56,21 @@ var latencyFixes = map[string]bool{
 	zoo.DownstreamSerial: true,
 }
 
+// shortLatencyFixes are judged as latencyFixes at CI length only. Repeated
+// calls cost capacity too (the full-length table: 3,620 -> 7,561 req/s), but
+// a CI-length climb doubles from 2,560 straight to 5,120 req/s, past this
+// box's CPU collapse, where the zoo's trace exporter drops spans (from ~9
+// per trace to under 2) and garbage collection rightly claims the knee.
+var shortLatencyFixes = map[string]bool{
+	zoo.DownstreamRedundant: true,
+}
+
+// latencyFix reports whether mode m's twin is judged by its low-load p50
+// (see latencyFixes) in this run.
+func latencyFix(m string) bool {
+	return latencyFixes[m] || shortLatencyFixes[m] && os.Getenv("CHOKEPOINT_E2E_FULL") != "1"
+}
+
 // healthyMaxRate is the --max-rate of the healthy zoo's hunt: well below
 // what one 2-core machine serves with the generator on it (~7,000 req/s
 // measured), so that "none-found" is the right answer.
@@ -147,7 +162,7 @@ func checkMode(t *testing.T, m zoo.Mode) {
 	if os.Getenv("CHOKEPOINT_E2E_FULL") != "1" {
 		o.extra = append(o.extra, "--start-rate", fmt.Sprint(bottleneckStartRate))
 	}
-	if m.Name == zoo.None || latencyFixes[m.Name] {
+	if m.Name == zoo.None || latencyFix(m.Name) {
 		// The healthy zoo is limited only by this machine's CPU, shared
 		// with the generator and PostgreSQL: hunt it below that. So is a
 		// latency bottleneck (serial calls cost each request time, not the
@@ -210,7 +225,7 @@ func checkMode(t *testing.T, m zoo.Mode) {
 	// The twin's hunt starts at the bottleneck's capacity: it only has to
 	// show the fix holds the objective above it (and the finding is gone).
 	fo := huntOpts{postgres: pg, maxRate: limit, otlp: otlpAddr, maxDuration: fixedHuntDuration}
-	if b := rep.Capacity.MaxRPS; b != nil && *b > 0 && os.Getenv("CHOKEPOINT_E2E_FULL") != "1" && !latencyFixes[m.Name] {
+	if b := rep.Capacity.MaxRPS; b != nil && *b > 0 && os.Getenv("CHOKEPOINT_E2E_FULL") != "1" && !latencyFix(m.Name) {
 		fo.extra = append(fo.extra, "--start-rate", fmt.Sprintf("%.0f", *b))
 	}
 	fixed := hunt(t, furls, fo)
@@ -224,7 +239,7 @@ func checkMode(t *testing.T, m zoo.Mode) {
 	switch {
 	case m.Name == zoo.MemoryLeak:
 		// The leak does not limit a short hunt: its finding being gone is the test.
-	case latencyFixes[m.Name]:
+	case latencyFix(m.Name):
 		before, after := lowLoadP50(rep), lowLoadP50(fixed)
 		r.after += fmt.Sprintf(" (p50 %.1f→%.1f ms)", before, after)
 		if after <= 0 || before <= 0 || after > before/2 {

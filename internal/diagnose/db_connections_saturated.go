@@ -114,7 +114,10 @@ func (r dbConnectionsSaturated) Check(in *Input) Result {
 	if limiting {
 		fnd.ExpectedGain = pgConnectionsGain(in, &agg, room)
 	}
-	return Result{Findings: []Candidate{{Finding: fnd, Limiting: limiting}}}
+	// Connections opened per request (db.connection-churn) fill the slots
+	// as a consequence: pooling them is the fix that also ends the
+	// saturation, so when both are found that one comes first.
+	return Result{Findings: []Candidate{{Finding: fnd, Limiting: limiting, Yields: "db.connection-churn"}}}
 }
 
 // pgConnectionsGain estimates capacity when the connections the server has
