@@ -352,12 +352,12 @@ func (l *closedLoop) readable(u *loopUser) {
 		// Past the deadline: a timeout, however complete the answer (as
 		// pollConn.Read checks before reading); the goroutine path
 		// records it.
-		l.finishOnGoroutine(u, u.c.nc, true)
+		l.finishOnGoroutine(u, u.c.nc)
 		return
 	}
 	if len(u.acc) == cap(u.acc) {
 		if cap(u.acc) >= loopMaxBuffered {
-			l.finishOnGoroutine(u, u.c.nc, true)
+			l.finishOnGoroutine(u, u.c.nc)
 			return
 		}
 		u.acc = append(u.acc, make([]byte, max(cap(u.acc), 2<<10))...)[:len(u.acc)]
@@ -367,7 +367,7 @@ func (l *closedLoop) readable(u *loopUser) {
 	case err == unix.EAGAIN:
 		return
 	case err != nil:
-		l.finishOnGoroutine(u, &errReader{u.pc.readErr(err)}, true)
+		l.finishOnGoroutine(u, &errReader{u.pc.readErr(err)})
 		return
 	}
 	u.acc = u.acc[:len(u.acc)+n]
@@ -381,7 +381,7 @@ func (l *closedLoop) readable(u *loopUser) {
 	}
 	if err == nil && !head && h.status != 204 && h.status != 304 && !h.chunked && h.contentLength < 0 {
 		// The body runs until the server closes: a goroutine reads it.
-		l.finishOnGoroutine(u, u.c.nc, true)
+		l.finishOnGoroutine(u, u.c.nc)
 		return
 	}
 	var body int64
@@ -393,7 +393,7 @@ func (l *closedLoop) readable(u *loopUser) {
 		}
 	}
 	if err != nil { // malformed: the goroutine path meets the same error
-		l.finishOnGoroutine(u, u.c.nc, true)
+		l.finishOnGoroutine(u, u.c.nc)
 		return
 	}
 	if l.bread.Len()+l.br.Buffered() > 0 {
@@ -420,8 +420,8 @@ func (l *closedLoop) readable(u *loopUser) {
 // reads it again from the bytes the loop has, then from rest, with the
 // blocking code (retrying a stale connection, classifying errors, timing
 // out at the connection's deadline).
-func (l *closedLoop) finishOnGoroutine(u *loopUser, rest io.Reader, registered bool) {
-	l.remove(u, registered)
+func (l *closedLoop) finishOnGoroutine(u *loopUser, rest io.Reader) {
+	l.remove(u, true)
 	t, w, c := l.t, u.w, u.c
 	c.br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(u.acc)), rest), readBufSize)
 	intended, sent, out, deadline := u.intended, u.sent, u.out, u.deadline
@@ -468,7 +468,7 @@ func (l *closedLoop) scan(now time.Time) {
 			continue
 		}
 		if !u.c.deadline.IsZero() && !now.Before(u.c.deadline) {
-			l.finishOnGoroutine(u, u.c.nc, true)
+			l.finishOnGoroutine(u, u.c.nc)
 		}
 	}
 }
